@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class DjangoTokensConfig(AppConfig):
+    name = "django_tokens"
+    verbose_name = _("Tokens")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django_tokens import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,189 @@
+"""DRF authentication and permissions for APIs that consume this app's access tokens.
+
+``JWTAuthentication`` extends djangorestframework-simplejwt's class of the same name: its
+header parsing is kept, token validation uses this app's keystore (the key chosen by ``kid``,
+its algorithm pinned) and the user is a :class:`TokenUser` built from the claims. Verifying a
+token costs no database query; the revocation mark of its session is read from the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework_simplejwt import authentication as simplejwt_authentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.models import TokenUser as SimpleJWTTokenUser
+
+from django_tokens import jws, keystore, sessions
+from django_tokens.conf import token_settings
+from django_tokens.tokens import ACCESS_TOKEN_TYPE, issuer_for
+
+_ACCESS_TOKEN_TYPES = {ACCESS_TOKEN_TYPE, f"application/{ACCESS_TOKEN_TYPE}"}
+
+
+class VerifiedToken(dict[str, Any]):
+    """The claims of a verified access token (``request.auth``), with its header."""
+
+    def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any]):
+        super().__init__(claims)
+        self.header = dict(header)
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        scope = self.get("scope")
+        return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+
+
+class TokenUser(SimpleJWTTokenUser):
+    """``request.user`` backed by the token's claims; the user row is read on first need.
+
+    Attributes the claims carry (``pk``/``id`` from ``sub``, ``username`` from
+    ``preferred_username``, any claim a claims hook added) cost nothing. Anything else, such
+    as ``is_staff``, ``groups``, ``has_perm()`` or ``date_joined``, loads the user row once.
+    """
+
+    def __init__(self, token: Mapping[str, Any]) -> None:
+        super().__init__(token)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return str(self.username)
+
+    @cached_property
+    def id(self) -> Any:  # type: ignore[override]
+        return get_user_model()._meta.pk.to_python(self.token["sub"])  # type: ignore[union-attr]
+
+    @cached_property
+    def pk(self) -> Any:  # type: ignore[override]
+        return self.id
+
+    @cached_property
+    def username(self) -> str:  # type: ignore[override]
+        claimed = self.token.get("preferred_username")
+        return claimed if isinstance(claimed, str) else self.user.get_username()
+
+    @cached_property
+    def user(self) -> Any:
+        """The user row, loaded once, when a view needs what the token does not carry."""
+        model = get_user_model()
+        try:
+            return model._default_manager.get(pk=self.id)
+        except model.DoesNotExist as exc:
+            raise AuthenticationFailed("User not found", code="user_not_found") from exc
+
+    @cached_property
+    def is_staff(self) -> bool:  # type: ignore[override]
+        return bool(self.token.get("is_staff", self.user.is_staff))
+
+    @cached_property
+    def is_superuser(self) -> bool:  # type: ignore[override]
+        return bool(self.token.get("is_superuser", self.user.is_superuser))
+
+    @property
+    def groups(self) -> Any:  # type: ignore[override]
+        return self.user.groups
+
+    @property
+    def user_permissions(self) -> Any:  # type: ignore[override]
+        return self.user.user_permissions
+
+    def get_group_permissions(self, obj: object | None = None) -> set[str]:
+        return set(self.user.get_group_permissions(obj))
+
+    def get_all_permissions(self, obj: object | None = None) -> set[str]:
+        return set(self.user.get_all_permissions(obj))
+
+    def has_perm(self, perm: str, obj: object | None = None) -> bool:
+        return bool(self.user.has_perm(perm, obj))
+
+    def has_perms(self, perm_list: Any, obj: object | None = None) -> bool:
+        return bool(self.user.has_perms(perm_list, obj))
+
+    def has_module_perms(self, module: str) -> bool:
+        return bool(self.user.has_module_perms(module))
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_") or attr in ("token", "user"):
+            raise AttributeError(attr)
+        if attr in self.token:
+            return self.token[attr]
+        return getattr(self.user, attr)
+
+
+class JWTAuthentication(simplejwt_authentication.JWTAuthentication):
+    """Accepts this app's access tokens (``typ: at+jwt``) and nothing else.
+
+    One method per step, each overridable: :meth:`get_header` and :meth:`get_raw_token`
+    (simplejwt's), :meth:`get_validated_token`, :meth:`is_revoked`, :meth:`get_user`.
+    """
+
+    www_authenticate_realm = "api"
+
+    def authenticate(self, request: Request) -> tuple[TokenUser, VerifiedToken] | None:  # type: ignore[override]
+        header = self.get_header(request)
+        if header is None:
+            return None
+        raw_token = self.get_raw_token(header)
+        if raw_token is None:
+            return None
+        token = self.get_validated_token(raw_token, request=request)
+        if self.is_revoked(token):
+            raise InvalidToken({"detail": "Token has been revoked", "code": "token_revoked"})
+        return self.get_user(token), token
+
+    def get_validated_token(  # type: ignore[override]
+        self, raw_token: bytes, request: Request | None = None
+    ) -> VerifiedToken:
+        try:
+            header = jws.unverified_header(raw_token)
+            kid = header.get("kid")
+            if not isinstance(kid, str) or not kid or len(kid) > 128:
+                raise jws.InvalidSignedToken("Token has no usable kid.")
+            if str(header.get("typ", "")).lower() not in _ACCESS_TOKEN_TYPES:
+                raise jws.InvalidSignedToken("Not an access token.")
+            key = keystore.verification_key(kid)
+            if key is None:
+                raise jws.InvalidSignedToken("Unknown signing key.")
+            claims = jws.verify(
+                raw_token,
+                key.public_key,
+                key.algorithm,
+                audience=token_settings.AUDIENCE,
+                issuer=issuer_for(request),
+                leeway=token_settings.LEEWAY,
+                require=("exp", "iat", "iss", "aud", "sub", "jti"),
+            )
+        except jws.InvalidSignedToken as exc:
+            raise InvalidToken({"detail": str(exc), "code": "token_not_valid"}) from exc
+        return VerifiedToken(claims, header)
+
+    def is_revoked(self, token: VerifiedToken) -> bool:
+        return sessions.is_revoked(token)
+
+    def get_user(self, validated_token: VerifiedToken) -> TokenUser:  # type: ignore[override]
+        return TokenUser(validated_token)
+
+
+class HasScope(BasePermission):
+    """Grants access when the access token carries every scope in the view's ``required_scopes``.
+
+    The view attribute follows django-oauth-toolkit's ``TokenHasScope`` convention.
+    """
+
+    message = "The access token lacks a required scope."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request.auth
+        if not isinstance(token, VerifiedToken):
+            return False
+        required = getattr(view, "required_scopes", None)
+        if required is None:
+            raise ImproperlyConfigured(
+                f"{type(view).__name__} uses HasScope but sets no required_scopes."
+            )
+        return set(required) <= token.scopes

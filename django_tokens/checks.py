@@ -1,0 +1,118 @@
+"""System checks: what is missing or unsafe in the configuration, and how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
+
+from django_tokens.conf import DEFAULTS, SIGNING_ALGORITHMS
+
+_PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    user_settings = getattr(settings, "DJANGO_TOKENS", {})
+    if not isinstance(user_settings, dict):
+        return [
+            Error(
+                "DJANGO_TOKENS must be a dict.",
+                hint="Set DJANGO_TOKENS = {...} in your settings; see the README for the keys.",
+                id="django_tokens.E001",
+            )
+        ]
+    unknown = sorted(set(user_settings) - set(DEFAULTS))
+    if unknown:
+        messages.append(
+            Error(
+                f"DJANGO_TOKENS has unknown keys: {', '.join(unknown)}.",
+                hint="Check the spelling against the settings reference in the README.",
+                id="django_tokens.E002",
+            )
+        )
+    algorithm = user_settings.get("SIGNING_ALGORITHM", DEFAULTS["SIGNING_ALGORITHM"])
+    if algorithm not in SIGNING_ALGORITHMS:
+        messages.append(
+            Error(
+                f"DJANGO_TOKENS['SIGNING_ALGORITHM'] is {algorithm!r}.",
+                hint=f"Use one of: {', '.join(SIGNING_ALGORITHMS)}.",
+                id="django_tokens.E003",
+            )
+        )
+    hook = user_settings.get("CLAIMS_HOOK")
+    if isinstance(hook, str):
+        try:
+            import_string(hook)
+        except ImportError:
+            messages.append(
+                Error(
+                    f"DJANGO_TOKENS['CLAIMS_HOOK'] {hook!r} cannot be imported.",
+                    hint="Give the dotted path of a callable(user, *, service, scopes) -> dict.",
+                    id="django_tokens.E004",
+                )
+            )
+    keys = user_settings.get("ENCRYPTION_KEYS", [])
+    if not isinstance(keys, list | tuple) or any(
+        not isinstance(key, str) or len(key) < 32 for key in keys
+    ):
+        messages.append(
+            Error(
+                "DJANGO_TOKENS['ENCRYPTION_KEYS'] must be a list of strings of 32+ characters.",
+                hint="Generate one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'",
+                id="django_tokens.E005",
+            )
+        )
+    elif not keys and not settings.DEBUG:
+        messages.append(
+            Warning(
+                "Secrets at rest are encrypted with a key derived from SECRET_KEY.",
+                hint="Set DJANGO_TOKENS['ENCRYPTION_KEYS'] to a list of Fernet keys (newest "
+                "first) kept apart from SECRET_KEY, then run manage.py reencrypt_secrets.",
+                id="django_tokens.W001",
+            )
+        )
+    alias = user_settings.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"])
+    backend = settings.CACHES.get(alias, {}).get("BACKEND")
+    if backend is None:
+        messages.append(
+            Error(
+                f"DJANGO_TOKENS['CACHE_ALIAS'] names the cache {alias!r}, which CACHES lacks.",
+                hint="Add it to CACHES or point CACHE_ALIAS at an existing cache.",
+                id="django_tokens.E006",
+            )
+        )
+    elif backend in _PROCESS_LOCAL_CACHES and not settings.DEBUG:
+        messages.append(
+            Warning(
+                f"The cache {alias!r} is local to each process ({backend.rsplit('.', 1)[-1]}).",
+                hint="Failure throttles, replay records and revocation marks must be shared by "
+                "every server process: use django.core.cache.backends.redis.RedisCache.",
+                id="django_tokens.W002",
+            )
+        )
+    if not user_settings.get("ISSUER") and not settings.DEBUG:
+        messages.append(
+            Warning(
+                "DJANGO_TOKENS['ISSUER'] is not set; the issuer is taken from each request's Host.",
+                hint="Set ISSUER to the public origin of the token service, e.g. "
+                "'https://auth.example.com'.",
+                id="django_tokens.W003",
+            )
+        )
+    if "rest_framework" not in settings.INSTALLED_APPS:
+        messages.append(
+            Error(
+                "django-tokens needs Django REST framework.",
+                hint="Add 'rest_framework' to INSTALLED_APPS.",
+                id="django_tokens.E007",
+            )
+        )
+    return messages

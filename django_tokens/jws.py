@@ -1,0 +1,128 @@
+"""The one place that talks to PyJWT: sign, read a header, verify with a pinned algorithm.
+
+Callers never let a token's header choose the algorithm: verification takes the algorithm
+that belongs to the key (RFC 8725 §3.1), and ``jku``/``x5u``/``jwk`` headers are never used.
+Library errors are translated into :class:`InvalidSignedToken` here, chained with ``from``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jwt
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+#: Tokens longer than this are refused before any parsing.
+MAX_TOKEN_LENGTH = 8192
+
+_JWK_EXPORTERS: dict[str, Any] = {
+    "RS256": RSAAlgorithm,
+    "RS384": RSAAlgorithm,
+    "RS512": RSAAlgorithm,
+    "ES256": ECAlgorithm,
+    "EdDSA": OKPAlgorithm,
+}
+
+_decoder = jwt.PyJWT()
+
+
+class InvalidSignedToken(Exception):
+    """The token is malformed, wrongly signed, or its registered claims do not hold."""
+
+
+class ExpiredSignedToken(InvalidSignedToken):
+    """The token was valid once but its ``exp`` has passed."""
+
+
+def sign(
+    claims: Mapping[str, Any], key: Any, algorithm: str, *, kid: str | None, typ: str = "JWT"
+) -> str:
+    headers: dict[str, Any] = {"typ": typ}
+    if kid is not None:
+        headers["kid"] = kid
+    return jwt.encode(dict(claims), key, algorithm=algorithm, headers=headers)
+
+
+def unverified_header(token: str | bytes) -> dict[str, Any]:
+    """The token's JOSE header, parsed but not trusted. Raises InvalidSignedToken."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidSignedToken("Token is too long.")
+    try:
+        header = jwt.get_unverified_header(token)
+    except (jwt.InvalidTokenError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise InvalidSignedToken("Token is malformed.") from exc
+    if not isinstance(header, dict):
+        raise InvalidSignedToken("Token header is not an object.")
+    return header
+
+
+def unverified_claims(token: str | bytes) -> dict[str, Any]:
+    """The token's claims, parsed but not trusted (to find which key to verify with)."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidSignedToken("Token is too long.")
+    try:
+        claims = _decoder.decode(token, options={"verify_signature": False})
+    except (jwt.InvalidTokenError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise InvalidSignedToken("Token is malformed.") from exc
+    return claims
+
+
+def verify(
+    token: str | bytes,
+    key: Any,
+    algorithm: str,
+    *,
+    audience: str | Iterable[str] | None = None,
+    issuer: str | None = None,
+    leeway: int = 0,
+    require: Iterable[str] = ("exp", "iat"),
+) -> dict[str, Any]:
+    """Verify the signature with ``algorithm`` only, then the registered claims."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidSignedToken("Token is too long.")
+    options: dict[str, Any] = {"require": list(require), "verify_aud": audience is not None}
+    try:
+        return _decoder.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options=options,
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise ExpiredSignedToken("Token has expired.") from exc
+    except (jwt.InvalidTokenError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise InvalidSignedToken(str(exc) or "Token is invalid.") from exc
+
+
+def public_jwk(public_key: Any, algorithm: str) -> dict[str, Any]:
+    """The RFC 7517 JWK of a public key (no ``kid``/``alg``/``use``: the keystore adds them)."""
+    exported = _JWK_EXPORTERS[algorithm].to_jwk(public_key, as_dict=True)
+    return {
+        name: value
+        for name, value in exported.items()
+        if name not in ("kid", "alg", "use", "key_ops")
+    }
+
+
+def public_key_from_jwk(jwk: Mapping[str, Any]) -> Any:
+    loader = {"RSA": RSAAlgorithm, "EC": ECAlgorithm, "OKP": OKPAlgorithm}[jwk["kty"]]
+    return loader.from_jwk(dict(jwk))
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of a public JWK, base64url without padding."""
+    required = {
+        "RSA": ("e", "kty", "n"),
+        "EC": ("crv", "kty", "x", "y"),
+        "OKP": ("crv", "kty", "x"),
+    }[jwk["kty"]]
+    canonical = json.dumps({name: jwk[name] for name in required}, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

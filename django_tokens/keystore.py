@@ -1,0 +1,292 @@
+"""The keystore: which key signs, which keys verify, rotation, and the published JWKS.
+
+Loading a private key from PEM costs tens of milliseconds against a fraction of one for a
+signature, so each process keeps the loaded keys in memory. A version stamp in the shared
+cache tells every process that another one rotated the keys; it is checked at most once per
+``KEYSTORE_CHECK_INTERVAL`` seconds, and at once when a token names an unknown ``kid``.
+Because the next key is published before it signs anything, a process that has not yet
+noticed a rotation still signs with a key that every verifier knows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from django.core.cache import caches
+from django.db import IntegrityError, router, transaction
+from django.utils import timezone
+
+from django_tokens import jws
+from django_tokens.conf import SIGNING_ALGORITHMS, max_token_lifetime, token_settings
+from django_tokens.crypto import secret_box
+from django_tokens.models import SigningKey
+
+logger = logging.getLogger(__name__)
+
+VERSION_CACHE_KEY = "django_tokens:keystore:version"
+#: How often, at most, an unknown ``kid`` may send a process to the database.
+UNKNOWN_KID_RELOAD_INTERVAL = 1.0
+PUBLISHED_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.State.RETIRING)
+
+
+class KeystoreError(Exception):
+    """The keystore cannot serve the request (for example: an unsupported algorithm)."""
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    kid: str
+    algorithm: str
+    public_key: Any
+    private_key: Any = None
+
+
+@dataclass
+class _Snapshot:
+    version: str | None
+    signing: LoadedKey | None
+    verifying: dict[str, LoadedKey]
+    jwks: dict[str, Any]
+    checked_at: float = field(default_factory=time.monotonic)
+
+
+_snapshot: _Snapshot | None = None
+_last_unknown_kid_reload = 0.0
+_lock = threading.Lock()
+
+
+def reset() -> None:
+    """Forget the loaded keys (tests, settings changes); the next use reloads them."""
+    global _snapshot, _last_unknown_kid_reload
+    _snapshot = None
+    _last_unknown_kid_reload = 0.0
+
+
+# -- key material --------------------------------------------------------------------------
+
+
+def generate_private_key(algorithm: str) -> Any:
+    if algorithm in ("RS256", "RS512"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise _unsupported(algorithm)
+
+
+def _unsupported(algorithm: str) -> KeystoreError:
+    choices = ", ".join(SIGNING_ALGORITHMS)
+    return KeystoreError(f"Unsupported signing algorithm {algorithm!r}; choose one of {choices}.")
+
+
+def _load_private_key(key: SigningKey) -> Any:
+    pem = secret_box().decrypt(key.encrypted_private_key)
+    return serialization.load_pem_private_key(pem, password=None)
+
+
+def _load_public_key(key: SigningKey) -> Any:
+    return jws.public_key_from_jwk(key.public_jwk)
+
+
+def create_key(algorithm: str, state: str, *, now: datetime | None = None) -> SigningKey:
+    """Generate a key pair and store it (private half encrypted) in ``state``."""
+    private_key = generate_private_key(algorithm)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_jwk = jws.public_jwk(private_key.public_key(), algorithm)
+    now = now or timezone.now()
+    return SigningKey.objects.create(
+        kid=jws.jwk_thumbprint(public_jwk),
+        algorithm=algorithm,
+        state=state,
+        encrypted_private_key=secret_box().encrypt(pem),
+        public_jwk=public_jwk,
+        created_at=now,
+        activated_at=now if state == SigningKey.State.ACTIVE else None,
+    )
+
+
+def published_jwk(key: SigningKey) -> dict[str, Any]:
+    return {**key.public_jwk, "kid": key.kid, "alg": key.algorithm, "use": "sig"}
+
+
+# -- the in-process snapshot ---------------------------------------------------------------
+
+
+def _cache() -> Any:
+    return caches[token_settings.CACHE_ALIAS]
+
+
+def _shared_version() -> str | None:
+    try:
+        return _cache().get(VERSION_CACHE_KEY)
+    except Exception:
+        logger.warning("Keystore version stamp unreadable; keeping the loaded keys.", exc_info=True)
+        return _snapshot.version if _snapshot else None
+
+
+def _bump_version() -> None:
+    try:
+        _cache().set(VERSION_CACHE_KEY, uuid.uuid4().hex, timeout=None)
+    except Exception:
+        logger.error(
+            "Could not publish the keystore version stamp; other processes notice the "
+            "rotation when they meet an unknown kid.",
+            exc_info=True,
+        )
+
+
+def _load(version: str | None, *, now: datetime | None = None) -> _Snapshot:
+    now = now or timezone.now()
+    signing: LoadedKey | None = None
+    verifying: dict[str, LoadedKey] = {}
+    jwks: list[dict[str, Any]] = []
+    for key in SigningKey.objects.filter(state__in=PUBLISHED_STATES).order_by("-created_at"):
+        if key.state == SigningKey.State.RETIRING and key.retire_after and key.retire_after <= now:
+            continue
+        loaded = LoadedKey(key.kid, key.algorithm, _load_public_key(key))
+        if key.state == SigningKey.State.ACTIVE:
+            loaded = LoadedKey(key.kid, key.algorithm, loaded.public_key, _load_private_key(key))
+            signing = loaded
+        verifying[key.kid] = loaded
+        jwks.append(published_jwk(key))
+    return _Snapshot(version, signing, verifying, {"keys": jwks})
+
+
+def _current(*, force: bool = False) -> _Snapshot:
+    global _snapshot
+    snapshot = _snapshot
+    interval = token_settings.KEYSTORE_CHECK_INTERVAL
+    if not force and snapshot is not None and time.monotonic() - snapshot.checked_at < interval:
+        return snapshot
+    version = _shared_version()
+    if not force and snapshot is not None and version == snapshot.version:
+        snapshot.checked_at = time.monotonic()
+        return snapshot
+    with _lock:
+        _snapshot = _load(version)
+        return _snapshot
+
+
+def signing_key() -> LoadedKey:
+    """The active key, loaded; the first call on an empty keystore creates the first keys."""
+    snapshot = _current()
+    if snapshot.signing is None:
+        ensure_keys()
+        snapshot = _current(force=True)
+    if snapshot.signing is None:  # pragma: no cover - ensure_keys guarantees an active key
+        raise KeystoreError("The keystore has no active signing key.")
+    return snapshot.signing
+
+
+def verification_key(kid: str) -> LoadedKey | None:
+    """The published key named ``kid``, from memory.
+
+    An unknown ``kid`` sends this process to the database at most once a second, so a flood
+    of made-up kids cannot turn into a flood of queries.
+    """
+    global _last_unknown_kid_reload
+    snapshot = _current()
+    key = snapshot.verifying.get(kid)
+    if key is not None:
+        return key
+    if time.monotonic() - _last_unknown_kid_reload < UNKNOWN_KID_RELOAD_INTERVAL:
+        return None
+    _last_unknown_kid_reload = time.monotonic()
+    return _current(force=True).verifying.get(kid)
+
+
+def jwks() -> dict[str, Any]:
+    """The RFC 7517 JWK Set: the next, active and still-needed retiring keys."""
+    snapshot = _current()
+    if snapshot.signing is None:
+        ensure_keys()
+        snapshot = _current(force=True)
+    return snapshot.jwks
+
+
+# -- changes -------------------------------------------------------------------------------
+
+
+def ensure_keys(algorithm: str | None = None) -> None:
+    """Create the active and the next key where they are missing (safe across processes)."""
+    algorithm = algorithm or token_settings.SIGNING_ALGORITHM
+    created = False
+    for state in (SigningKey.State.ACTIVE, SigningKey.State.NEXT):
+        if SigningKey.objects.filter(state=state).exists():
+            continue
+        try:
+            with transaction.atomic(using=router.db_for_write(SigningKey)):
+                create_key(algorithm, state)
+        except IntegrityError:
+            continue  # another process created it first
+        created = True
+        logger.info("Created the %s signing key (%s).", state, algorithm)
+    if created:
+        _bump_version()
+
+
+@dataclass(frozen=True)
+class Rotation:
+    active: SigningKey
+    next: SigningKey
+    retiring: SigningKey | None
+    retired: int
+
+
+def rotate(algorithm: str | None = None, *, now: datetime | None = None) -> Rotation:
+    """Promote the next key to active; the old active key retires once its tokens expire.
+
+    With an ``algorithm`` that differs from the next key's, a new key of that algorithm is
+    activated at once; it was not pre-published, so verifiers holding a cached JWKS refetch
+    it when they meet its ``kid``.
+    """
+    algorithm = algorithm or token_settings.SIGNING_ALGORITHM
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise _unsupported(algorithm)
+    now = now or timezone.now()
+    with transaction.atomic(using=router.db_for_write(SigningKey)):
+        keys = {
+            key.state: key
+            for key in SigningKey.objects.select_for_update().filter(
+                state__in=(SigningKey.State.ACTIVE, SigningKey.State.NEXT)
+            )
+        }
+        old_active = keys.get(SigningKey.State.ACTIVE)
+        next_key = keys.get(SigningKey.State.NEXT)
+        if old_active is not None:
+            old_active.state = SigningKey.State.RETIRING
+            old_active.retiring_at = now
+            old_active.retire_after = now + timedelta(seconds=max_token_lifetime())
+            old_active.save(update_fields=["state", "retiring_at", "retire_after"])
+        if next_key is not None and next_key.algorithm != algorithm:
+            next_key.state = SigningKey.State.RETIRED
+            next_key.retired_at = now
+            next_key.save(update_fields=["state", "retired_at"])
+            next_key = None
+        if next_key is None:
+            new_active = create_key(algorithm, SigningKey.State.ACTIVE, now=now)
+        else:
+            next_key.state = SigningKey.State.ACTIVE
+            next_key.activated_at = now
+            next_key.save(update_fields=["state", "activated_at"])
+            new_active = next_key
+        new_next = create_key(algorithm, SigningKey.State.NEXT, now=now)
+        retired = SigningKey.objects.filter(
+            state=SigningKey.State.RETIRING, retire_after__lte=now
+        ).update(state=SigningKey.State.RETIRED, retired_at=now)
+        transaction.on_commit(_bump_version, using=router.db_for_write(SigningKey))
+    reset()
+    return Rotation(new_active, new_next, old_active, retired)

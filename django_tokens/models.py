@@ -1,0 +1,126 @@
+"""Stored state: signing keys, sessions (refresh-token families) and refresh tokens.
+
+No raw secret is stored: private keys are encrypted with the secret box, refresh tokens are
+kept as SHA-256 digests (they carry 256 bits of entropy, so a slow hash adds nothing).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class SigningKey(models.Model):
+    """One asymmetric key of the keystore, published in the JWKS while tokens may need it.
+
+    Life cycle: ``next`` (published before use, so verifiers have it in their cached JWKS)
+    -> ``active`` (signs every new token; exactly one) -> ``retiring`` (published until
+    ``retire_after``, when every token it signed has expired) -> ``retired``.
+    """
+
+    class State(models.TextChoices):
+        NEXT = "next", _("next")
+        ACTIVE = "active", _("active")
+        RETIRING = "retiring", _("retiring")
+        RETIRED = "retired", _("retired")
+
+    class Algorithm(models.TextChoices):
+        RS256 = "RS256", "RS256"
+        RS512 = "RS512", "RS512"
+        ES256 = "ES256", "ES256"
+        EDDSA = "EdDSA", "EdDSA"
+
+    kid = models.CharField(_("key id"), max_length=64, unique=True, editable=False)
+    algorithm = models.CharField(_("algorithm"), max_length=8, choices=Algorithm.choices)
+    state = models.CharField(_("state"), max_length=8, choices=State.choices, db_index=True)
+    encrypted_private_key = models.TextField(editable=False)
+    public_jwk = models.JSONField(_("public JWK"), editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    activated_at = models.DateTimeField(_("activated"), null=True, blank=True)
+    retiring_at = models.DateTimeField(_("retiring since"), null=True, blank=True)
+    retire_after = models.DateTimeField(_("published until"), null=True, blank=True)
+    retired_at = models.DateTimeField(_("retired"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("signing key")
+        verbose_name_plural = _("signing keys")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state"],
+                condition=Q(state="active"),
+                name="django_tokens_one_active_signing_key",
+            ),
+            models.UniqueConstraint(
+                fields=["state"],
+                condition=Q(state="next"),
+                name="django_tokens_one_next_signing_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kid} ({self.algorithm}, {self.state})"
+
+
+class Session(models.Model):
+    """A login: one family of refresh tokens, and the ``sid`` claim of its access tokens."""
+
+    class Service(models.TextChoices):
+        PASSWORD = "password", _("password")
+        API_KEY = "api_key", _("API key")
+        OAUTH2 = "oauth2", _("OAuth 2.0")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="token_sessions",
+        verbose_name=_("user"),
+    )
+    service = models.CharField(_("service"), max_length=16, choices=Service.choices)
+    scope = models.CharField(_("scope"), max_length=1000, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), db_index=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    revoke_reason = models.CharField(_("revocation reason"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("session")
+        verbose_name_plural = _("sessions")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "revoked_at"], name="django_tokens_user_live")]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+
+class RefreshToken(models.Model):
+    """One member of a session's refresh-token family, stored as a digest.
+
+    ``used_at`` is set when the token is rotated (or superseded); a session has at most one
+    member with ``used_at`` empty: its live refresh token.
+    """
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="refresh_tokens", verbose_name=_("session")
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), db_index=True)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refresh token")
+        verbose_name_plural = _("refresh tokens")
+
+    def __str__(self) -> str:
+        return f"refresh token {self.pk} of session {self.session_id}"

@@ -1,0 +1,80 @@
+"""Password tokens (seed 001, "Generate Token"): username + password in, bearer tokens out.
+
+The access token is a JWT from the keystore; the refresh token is opaque (256 random bits)
+and rotates on every use through :mod:`django_tokens.sessions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import authenticate
+
+from django_tokens import sessions, throttling
+from django_tokens.conf import token_settings
+from django_tokens.errors import InvalidCredentials, InvalidGrant
+from django_tokens.models import Session
+from django_tokens.tokens import issue_access_token
+
+SERVICE = Session.Service.PASSWORD
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    session_id: str
+    claims: dict[str, Any]
+
+
+def _failure_buckets(username: str, client_ip: str | None) -> list[throttling.Bucket]:
+    buckets = [
+        throttling.Bucket("username", username, token_settings.THROTTLE_FAILURES_PER_USERNAME)
+    ]
+    if client_ip:
+        buckets.append(throttling.Bucket("ip", client_ip, token_settings.THROTTLE_FAILURES_PER_IP))
+    return buckets
+
+
+def _issue(user: Any, refreshed: sessions.Refreshed, *, issuer: str) -> TokenResult:
+    session = refreshed.session
+    access = issue_access_token(
+        user, session_id=str(session.pk), scopes=session.scopes, service=SERVICE, issuer=issuer
+    )
+    return TokenResult(
+        access_token=access.token,
+        expires_in=access.expires_in,
+        refresh_token=refreshed.refresh_token,
+        session_id=str(session.pk),
+        claims=access.claims,
+    )
+
+
+def obtain(
+    username: str, password: str, *, issuer: str, client_ip: str | None, request: Any = None
+) -> TokenResult:
+    """Check the credentials through Django's authentication backends and open a session.
+
+    Unknown users, wrong passwords and inactive users fail alike; ``ModelBackend`` runs the
+    password hasher for unknown users too, so the timing does not tell them apart.
+    """
+    buckets = _failure_buckets(username, client_ip)
+    throttling.check(buckets)
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_active:
+        throttling.record_failure(buckets)
+        raise InvalidCredentials()
+    throttling.clear(buckets[0])
+    refreshed = sessions.start(user, service=SERVICE, scopes=token_settings.PASSWORD_SCOPES)
+    return _issue(user, refreshed, issuer=issuer)
+
+
+def refresh(refresh_token: str, *, issuer: str) -> TokenResult:
+    """Rotate the refresh token and mint a new access token in the same session."""
+    try:
+        refreshed = sessions.rotate(refresh_token, service=SERVICE)
+    except sessions.InvalidRefreshToken as exc:
+        raise InvalidGrant() from exc
+    return _issue(refreshed.session.user, refreshed, issuer=issuer)

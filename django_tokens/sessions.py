@@ -1,0 +1,196 @@
+"""Sessions and their refresh-token families: issue, rotate, detect reuse, revoke.
+
+Every change to a session's refresh tokens happens while that session's row is locked
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises writers), so concurrent refreshes
+of one token leave exactly one live member in the family. A rotated token presented again
+after ``REFRESH_REUSE_GRACE`` seconds revokes the whole session (RFC 9700 §4.14.2).
+
+Revocation is a set-based UPDATE plus a *revocation mark* in the shared cache, which
+:class:`~django_tokens.authentication.JWTAuthentication` reads to refuse the session's access
+tokens before they expire.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import caches
+from django.db import router, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from django_tokens.conf import max_token_lifetime, token_settings
+from django_tokens.crypto import digest, random_token
+from django_tokens.models import RefreshToken, Session
+
+logger = logging.getLogger(__name__)
+
+MARK_PREFIX = "django_tokens:revoked"
+
+
+class InvalidRefreshToken(Exception):
+    """Unknown, expired, revoked, or of another service."""
+
+
+class RefreshTokenReused(InvalidRefreshToken):
+    """A rotated refresh token came back after the grace window: the session is revoked."""
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    session: Session
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+def _refresh_expiry(session: Session, now: datetime) -> datetime:
+    return min(now + timedelta(seconds=token_settings.REFRESH_TOKEN_LIFETIME), session.expires_at)
+
+
+def _new_member(session: Session, now: datetime) -> Refreshed:
+    raw = random_token()
+    expires_at = _refresh_expiry(session, now)
+    RefreshToken.objects.create(
+        session=session, token_hash=digest(raw), created_at=now, expires_at=expires_at
+    )
+    return Refreshed(session, raw, expires_at)
+
+
+def start(
+    user: Any, *, service: str, scopes: Iterable[str] = (), now: datetime | None = None
+) -> Refreshed:
+    """Open a session for ``user`` and issue the first refresh token of its family."""
+    now = now or timezone.now()
+    with transaction.atomic(using=router.db_for_write(Session)):
+        session = Session.objects.create(
+            user=user,
+            service=service,
+            scope=" ".join(scopes),
+            created_at=now,
+            expires_at=now + timedelta(seconds=token_settings.SESSION_LIFETIME),
+        )
+        return _new_member(session, now)
+
+
+def rotate(raw_token: str, *, service: str, now: datetime | None = None) -> Refreshed:
+    """Exchange a refresh token for its successor, in the same session.
+
+    Raises :class:`InvalidRefreshToken`, or :class:`RefreshTokenReused` after revoking the
+    session when a token rotated more than ``REFRESH_REUSE_GRACE`` seconds ago comes back.
+    """
+    now = now or timezone.now()
+    if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 512:
+        raise InvalidRefreshToken("Malformed refresh token.")
+    token_hash = digest(raw_token)
+    reused: Session | None = None
+    with transaction.atomic(using=router.db_for_write(RefreshToken)):
+        try:
+            member = (
+                RefreshToken.objects.select_related("session", "session__user")
+                .select_for_update(of=("session",))
+                .get(token_hash=token_hash)
+            )
+        except RefreshToken.DoesNotExist:
+            raise InvalidRefreshToken("Unknown refresh token.") from None
+        session = member.session
+        if (
+            session.service != service
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or member.expires_at <= now
+            or not session.user.is_active
+        ):
+            raise InvalidRefreshToken("Refresh token expired or revoked.")
+        # The session row is locked: this UPDATE sees every committed rotation of the family.
+        won = RefreshToken.objects.filter(pk=member.pk, used_at__isnull=True).update(used_at=now)
+        if won:
+            return _new_member(session, now)
+        used_at = RefreshToken.objects.values_list("used_at", flat=True).get(pk=member.pk)
+        if used_at is not None and now - used_at <= timedelta(
+            seconds=token_settings.REFRESH_REUSE_GRACE
+        ):
+            # A concurrent retry: its answer supersedes the successor issued a moment ago.
+            RefreshToken.objects.filter(session=session, used_at__isnull=True).update(used_at=now)
+            return _new_member(session, now)
+        reused = session
+        _revoke(Session.objects.filter(pk=session.pk), reason="refresh_token_reused", now=now)
+    set_marks([str(reused.pk)], now=now)
+    logger.warning("Refresh token reuse detected; session %s revoked.", reused.pk)
+    raise RefreshTokenReused("Refresh token was already used; the session is revoked.")
+
+
+# -- revocation ----------------------------------------------------------------------------
+
+
+def _revoke(sessions: QuerySet[Session], *, reason: str, now: datetime) -> list[str]:
+    live = sessions.filter(revoked_at__isnull=True)
+    ids = [str(pk) for pk in live.values_list("pk", flat=True)]
+    if ids:
+        Session.objects.filter(pk__in=ids).update(revoked_at=now, revoke_reason=reason)
+    return ids
+
+
+def revoke_sessions(
+    sessions: QuerySet[Session], *, reason: str = "revoked", now: datetime | None = None
+) -> int:
+    """Revoke every live session of ``sessions`` in one UPDATE and mark each as revoked."""
+    now = now or timezone.now()
+    with transaction.atomic(using=router.db_for_write(Session)):
+        ids = _revoke(sessions, reason=reason, now=now)
+    set_marks(ids, now=now)
+    return len(ids)
+
+
+def revoke_session(
+    session_id: Any, *, reason: str = "revoked", now: datetime | None = None
+) -> bool:
+    return revoke_sessions(Session.objects.filter(pk=session_id), reason=reason, now=now) == 1
+
+
+def revoke_user(user: Any, *, reason: str = "user_revoked", now: datetime | None = None) -> int:
+    """Revoke all of a user's sessions (for example when an employee leaves)."""
+    return revoke_sessions(Session.objects.filter(user=user), reason=reason, now=now)
+
+
+# -- revocation marks ----------------------------------------------------------------------
+#
+# A mark in the shared cache says "this session is revoked". It lives as long as an access
+# token can, so the cache never needs to hold it longer; a new login gets a new session id.
+
+
+def _mark_key(session_id: str) -> str:
+    return f"{MARK_PREFIX}:sid:{session_id}"
+
+
+def set_marks(session_ids: Iterable[str], *, now: datetime) -> None:
+    values = {_mark_key(sid): int(now.timestamp()) for sid in session_ids}
+    if not values:
+        return
+    try:
+        caches[token_settings.CACHE_ALIAS].set_many(values, timeout=max_token_lifetime())
+    except Exception:
+        logger.error(
+            "Could not write %d revocation mark(s): access tokens already issued stay valid "
+            "until they expire. Refresh is refused regardless.",
+            len(values),
+            exc_info=True,
+        )
+
+
+def is_revoked(claims: Mapping[str, Any]) -> bool:
+    """True when the token's session carries a revocation mark.
+
+    An unreachable cache is not a mark: verification keeps working on signatures alone.
+    """
+    session_id = claims.get("sid")
+    if not session_id:
+        return False
+    try:
+        return caches[token_settings.CACHE_ALIAS].get(_mark_key(str(session_id))) is not None
+    except Exception:
+        logger.warning("Revocation marks unreadable; verifying by signature only.", exc_info=True)
+        return False

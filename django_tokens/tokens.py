@@ -1,0 +1,82 @@
+"""Access tokens: the claims every service puts in them, signed by the keystore's active key.
+
+Access tokens follow the JWT profile for OAuth 2.0 access tokens (RFC 9068): header
+``typ: at+jwt``; claims ``iss``, ``sub``, ``aud``, ``exp``, ``iat``, ``jti``, plus ``sid`` (the
+session, for revocation), ``scope``, and whatever ``CLAIMS_HOOK`` adds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils import timezone
+
+from django_tokens import jws, keystore
+from django_tokens.conf import token_settings
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+
+#: Claims the service owns; a claims hook cannot override them.
+REGISTERED_CLAIMS = frozenset(
+    {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "scope", "client_id", "typ", "azp"}
+)
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    claims: dict[str, Any]
+    expires_in: int
+
+
+def issuer_for(request: HttpRequest | None) -> str:
+    """``ISSUER`` when set, else the request's own origin (development)."""
+    configured = token_settings.ISSUER
+    if configured:
+        return str(configured)
+    if request is None:
+        return "django-tokens"
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def hook_claims(user: Any, *, service: str, scopes: list[str]) -> dict[str, Any]:
+    hook = token_settings.CLAIMS_HOOK
+    if hook is None:
+        return {}
+    extra = hook(user, service=service, scopes=scopes)
+    return {name: value for name, value in (extra or {}).items() if name not in REGISTERED_CLAIMS}
+
+
+def issue_access_token(
+    user: Any,
+    *,
+    session_id: str,
+    scopes: Iterable[str],
+    service: str,
+    issuer: str,
+    lifetime: int | None = None,
+    now: datetime | None = None,
+) -> AccessToken:
+    key = keystore.signing_key()
+    scopes = list(scopes)
+    lifetime = token_settings.ACCESS_TOKEN_LIFETIME if lifetime is None else lifetime
+    issued_at = int((now or timezone.now()).timestamp())
+    claims: dict[str, Any] = {
+        "preferred_username": user.get_username(),
+        **hook_claims(user, service=service, scopes=scopes),
+        "iss": issuer,
+        "sub": str(user.pk),
+        "aud": token_settings.AUDIENCE,
+        "iat": issued_at,
+        "exp": issued_at + lifetime,
+        "jti": uuid.uuid4().hex,
+        "sid": session_id,
+        "scope": " ".join(scopes),
+    }
+    token = jws.sign(claims, key.private_key, key.algorithm, kid=key.kid, typ=ACCESS_TOKEN_TYPE)
+    return AccessToken(token, claims, lifetime)

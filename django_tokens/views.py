@@ -1,0 +1,202 @@
+"""HTTP views: parse the request, call a service, render the result or the error.
+
+Every error of these endpoints, expected or not, leaves through
+:meth:`TokenAPIView.handle_exception` as the service's JSON envelope: never a traceback or an
+HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from django_tokens import errors, keystore
+from django_tokens.conf import token_settings
+from django_tokens.responses import password_token_body
+from django_tokens.services import password
+from django_tokens.tokens import issuer_for
+
+logger = logging.getLogger(__name__)
+
+#: Longest username or password accepted; longer input is malformed, not a wrong password.
+MAX_CREDENTIAL_LENGTH = 4096
+
+
+class JSONOnlyNegotiation(DefaultContentNegotiation):
+    """Token endpoints answer JSON whatever the client's ``Accept`` header says."""
+
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return (renderers[0], renderers[0].media_type)
+
+
+def _as_service_error(exc: Exception) -> errors.TokenServiceError:
+    if isinstance(exc, errors.TokenServiceError):
+        return exc
+    if isinstance(exc, drf_exceptions.ParseError):
+        return errors.InvalidRequest("The request body is not valid JSON.")
+    if isinstance(exc, drf_exceptions.UnsupportedMediaType):
+        return errors.UnsupportedMediaType()
+    if isinstance(exc, drf_exceptions.MethodNotAllowed):
+        return errors.MethodNotAllowed()
+    if isinstance(exc, Http404 | drf_exceptions.NotFound):
+        return errors.NotFound()
+    logger.error("Unexpected error in a token endpoint.", exc_info=exc)
+    return errors.ServerError()
+
+
+class TokenAPIView(APIView):
+    """Base of the token endpoints: JSON in and out, no session auth, one error boundary."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[Any] = []
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnlyNegotiation
+    #: Token responses must not be cached (RFC 6749 §5.1).
+    no_store = True
+
+    def handle_exception(self, exc: Exception) -> HttpResponse:
+        error = _as_service_error(exc)
+        response = errors.render(error)
+        if isinstance(error, errors.MethodNotAllowed):
+            response["Allow"] = ", ".join(self.allowed_methods)
+        return response
+
+    def finalize_response(
+        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.no_store:
+            for name, value in errors.NO_STORE.items():
+                response[name] = value
+        return response
+
+    @staticmethod
+    def json_object(request: Request) -> Mapping[str, Any]:
+        data = request.data
+        if not isinstance(data, Mapping):
+            raise errors.InvalidRequest("The request body must be a JSON object.")
+        return data
+
+    @staticmethod
+    def client_ip(request: Request) -> str | None:
+        """The client address, honouring DRF's ``NUM_PROXIES`` as DRF's throttles do."""
+        return BaseThrottle().get_ident(request) or None
+
+
+def _text_field(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidRequest(f"'{name}' is required and must be a non-empty string.")
+    if len(value) > MAX_CREDENTIAL_LENGTH or "\x00" in value:
+        raise errors.InvalidRequest(f"'{name}' is malformed.")
+    return value
+
+
+_ERROR = inline_serializer(
+    "TokenError", {"error": serializers.CharField(), "message": serializers.CharField()}
+)
+_PASSWORD_TOKEN = inline_serializer(
+    "PasswordToken",
+    {
+        "token_type": serializers.ChoiceField(choices=["bearer"]),
+        "expires_in": serializers.IntegerField(),
+        "access_token": serializers.CharField(),
+        "refresh_token": serializers.CharField(),
+    },
+)
+
+
+class PasswordTokenView(TokenAPIView):
+    """``POST /api/token``: username and password (JSON body, or headers) for tokens."""
+
+    @extend_schema(
+        operation_id="password_token",
+        summary="Generate a token from a username and password",
+        request=inline_serializer(
+            "PasswordCredentials",
+            {"username": serializers.CharField(), "password": serializers.CharField()},
+        ),
+        responses={
+            200: _PASSWORD_TOKEN,
+            400: OpenApiResponse(_ERROR, description="Malformed body"),
+            401: OpenApiResponse(_ERROR, description="Invalid credentials"),
+            429: OpenApiResponse(_ERROR, description="Too many failed attempts"),
+            503: OpenApiResponse(_ERROR, description="Shared cache unavailable"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.json_object(request)
+        if "username" in data or "password" in data:
+            username, password_ = data.get("username"), data.get("password")
+        else:
+            username = request.headers.get("username")
+            password_ = request.headers.get("password")
+        result = password.obtain(
+            _text_field(username, "username"),
+            _text_field(password_, "password"),
+            issuer=issuer_for(request),
+            client_ip=self.client_ip(request),
+            request=request._request,
+        )
+        return Response(password_token_body(result))
+
+
+class PasswordRefreshView(TokenAPIView):
+    """``POST /api/token/refresh``: a refresh token for new tokens (the refresh token rotates)."""
+
+    @extend_schema(
+        operation_id="password_token_refresh",
+        summary="Refresh a password-flow token",
+        request=inline_serializer("RefreshRequest", {"refresh_token": serializers.CharField()}),
+        responses={
+            200: _PASSWORD_TOKEN,
+            400: OpenApiResponse(_ERROR, description="Malformed body"),
+            401: OpenApiResponse(_ERROR, description="Invalid, expired, reused or revoked"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.json_object(request)
+        refresh_token = _text_field(data.get("refresh_token"), "refresh_token")
+        result = password.refresh(refresh_token, issuer=issuer_for(request))
+        return Response(password_token_body(result))
+
+
+class JWKSView(TokenAPIView):
+    """``GET /.well-known/jwks.json``: the public keys that verify this service's tokens."""
+
+    no_store = False
+
+    @extend_schema(
+        operation_id="jwks",
+        summary="JSON Web Key Set (RFC 7517)",
+        responses={200: inline_serializer("JWKS", {"keys": serializers.ListField()})},
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        response = Response(keystore.jwks())
+        response["Cache-Control"] = f"public, max-age={token_settings.JWKS_MAX_AGE}"
+        return response
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Unknown paths under the app's prefixes answer in JSON too."""
+    return errors.render(errors.NotFound())

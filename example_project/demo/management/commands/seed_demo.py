@@ -1,0 +1,71 @@
+"""Create the example's demo data (idempotent) and print how to call each endpoint."""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+
+from django_tokens import keystore
+from example_project.demo.models import CustomerProfile
+
+ADMIN = ("admin", "admin-demo-password")
+DEMO = ("demo", "demo-password")
+
+
+class Command(BaseCommand):
+    help = "Create a superuser, a demo user and the signing keys; print the demo credentials."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        users = get_user_model()
+        admin, _ = users.objects.get_or_create(
+            username=ADMIN[0],
+            defaults={"email": "admin@example.com", "is_staff": True, "is_superuser": True},
+        )
+        admin.set_password(ADMIN[1])
+        admin.save()
+        demo, _ = users.objects.get_or_create(
+            username=DEMO[0],
+            defaults={"email": "demo@example.com", "first_name": "Demo", "last_name": "User"},
+        )
+        demo.set_password(DEMO[1])
+        demo.save()
+        CustomerProfile.objects.get_or_create(
+            user=demo,
+            defaults={"phone": "25472100200", "client": "Demo_Client", "parent": "Demo_Parent"},
+        )
+        keystore.ensure_keys()
+        self.stdout.write(self._instructions(options["base_url"].rstrip("/")))
+
+    def _instructions(self, url: str) -> str:
+        return f"""
+Demo data is ready.
+
+  Admin:      {url}/admin/   user {ADMIN[0]!r}, password {ADMIN[1]!r}
+  Demo user:  {DEMO[0]!r}, password {DEMO[1]!r}
+
+Get a token (password flow, seed 001):
+  curl -s -X POST {url}/api/token -H 'Content-Type: application/json' \\
+       -d '{{"username": "{DEMO[0]}", "password": "{DEMO[1]}"}}'
+
+The same, with the credentials in headers:
+  curl -s -X POST {url}/api/token -H 'username: {DEMO[0]}' -H 'password: {DEMO[1]}'
+
+Call the protected API with the access token:
+  curl -s {url}/api/me -H "Authorization: Bearer $ACCESS_TOKEN"
+
+Refresh (the refresh token rotates; the old one stops working):
+  curl -s -X POST {url}/api/token/refresh -H 'Content-Type: application/json' \\
+       -d "{{\\"refresh_token\\": \\"$REFRESH_TOKEN\\"}}"
+
+All in one go (needs python3 for the JSON):
+  ACCESS_TOKEN=$(curl -s -X POST {url}/api/token \\
+       -H 'username: {DEMO[0]}' -H 'password: {DEMO[1]}' \\
+       | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s {url}/api/me -H "Authorization: Bearer $ACCESS_TOKEN"
+
+Public keys (JWKS):  curl -s {url}/.well-known/jwks.json
+OpenAPI schema:      curl -s {url}/api/schema
+"""
