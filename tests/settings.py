@@ -19,5 +19,8 @@ DJANGO_TOKENS = {
 }
 
 # Each test run gets its own Redis key space, so parallel runs and leftovers never collide.
+# Server processes started by a test inherit the prefix through the environment.
 if "REDIS_URL" in os.environ:
-    CACHES["default"]["KEY_PREFIX"] = f"django-tokens-test-{os.getpid()}"  # noqa: F405
+    CACHES["default"]["KEY_PREFIX"] = os.environ.setdefault(  # noqa: F405
+        "DJANGO_TOKENS_TEST_CACHE_PREFIX", f"django-tokens-test-{os.getpid()}"
+    )
