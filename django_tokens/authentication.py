@@ -55,15 +55,15 @@ class TokenUser(SimpleJWTTokenUser):
         return str(self.username)
 
     @cached_property
-    def id(self) -> Any:  # type: ignore[override]
-        return get_user_model()._meta.pk.to_python(self.token["sub"])  # type: ignore[union-attr]
+    def id(self) -> Any:
+        return get_user_model()._meta.pk.to_python(self.token["sub"])
 
     @cached_property
-    def pk(self) -> Any:  # type: ignore[override]
+    def pk(self) -> Any:
         return self.id
 
     @cached_property
-    def username(self) -> str:  # type: ignore[override]
+    def username(self) -> str:
         claimed = self.token.get("preferred_username")
         return claimed if isinstance(claimed, str) else self.user.get_username()
 
@@ -77,19 +77,19 @@ class TokenUser(SimpleJWTTokenUser):
             raise AuthenticationFailed("User not found", code="user_not_found") from exc
 
     @cached_property
-    def is_staff(self) -> bool:  # type: ignore[override]
+    def is_staff(self) -> bool:
         return bool(self.token.get("is_staff", self.user.is_staff))
 
     @cached_property
-    def is_superuser(self) -> bool:  # type: ignore[override]
+    def is_superuser(self) -> bool:
         return bool(self.token.get("is_superuser", self.user.is_superuser))
 
     @property
-    def groups(self) -> Any:  # type: ignore[override]
+    def groups(self) -> Any:
         return self.user.groups
 
     @property
-    def user_permissions(self) -> Any:  # type: ignore[override]
+    def user_permissions(self) -> Any:
         return self.user.user_permissions
 
     def get_group_permissions(self, obj: object | None = None) -> set[str]:

@@ -84,7 +84,7 @@ def verify(
     """Verify the signature with ``algorithm`` only, then the registered claims."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidSignedToken("Token is too long.")
-    options: dict[str, Any] = {"require": list(require), "verify_aud": audience is not None}
+    options: Any = {"require": list(require), "verify_aud": audience is not None}
     try:
         return _decoder.decode(
             token,
@@ -112,7 +112,7 @@ def public_jwk(public_key: Any, algorithm: str) -> dict[str, Any]:
 
 
 def public_key_from_jwk(jwk: Mapping[str, Any]) -> Any:
-    loader = {"RSA": RSAAlgorithm, "EC": ECAlgorithm, "OKP": OKPAlgorithm}[jwk["kty"]]
+    loader: Any = {"RSA": RSAAlgorithm, "EC": ECAlgorithm, "OKP": OKPAlgorithm}[jwk["kty"]]
     return loader.from_jwk(dict(jwk))
 
 

@@ -8,17 +8,17 @@ HTML page.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -40,9 +40,10 @@ class JSONOnlyNegotiation(DefaultContentNegotiation):
     """Token endpoints answer JSON whatever the client's ``Accept`` header says."""
 
     def select_renderer(
-        self, request: Request, renderers: list[Any], format_suffix: str | None = None
-    ) -> tuple[Any, str]:
-        return (renderers[0], renderers[0].media_type)
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 def _as_service_error(exc: Exception) -> errors.TokenServiceError:
@@ -72,16 +73,16 @@ class TokenAPIView(APIView):
     #: Token responses must not be cached (RFC 6749 §5.1).
     no_store = True
 
-    def handle_exception(self, exc: Exception) -> HttpResponse:
+    def handle_exception(self, exc: Exception) -> Response:
         error = _as_service_error(exc)
-        response = errors.render(error)
+        headers = dict(error.headers)
         if isinstance(error, errors.MethodNotAllowed):
-            response["Allow"] = ", ".join(self.allowed_methods)
-        return response
+            headers["Allow"] = ", ".join(self.allowed_methods)
+        return Response(errors.simple_body(error), status=error.status, headers=headers)
 
     def finalize_response(
-        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
-    ) -> HttpResponseBase:
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         if self.no_store:
             for name, value in errors.NO_STORE.items():
