@@ -29,6 +29,15 @@ _JWK_EXPORTERS: dict[str, Any] = {
 
 _decoder = jwt.PyJWT()
 
+_PUBLIC_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidSignatureError, "Token signature is invalid."),
+    (jwt.InvalidAudienceError, "Token audience is not accepted."),
+    (jwt.InvalidIssuerError, "Token issuer is not accepted."),
+    (jwt.ImmatureSignatureError, "Token is not valid yet."),
+    (jwt.MissingRequiredClaimError, "Token lacks a required claim."),
+    (jwt.InvalidAlgorithmError, "Token algorithm is not accepted."),
+)
+
 
 class InvalidSignedToken(Exception):
     """The token is malformed, wrongly signed, or its registered claims do not hold."""
@@ -57,6 +66,7 @@ def unverified_header(token: str | bytes) -> dict[str, Any]:
         raise InvalidSignedToken("Token is malformed.") from exc
     if not isinstance(header, dict):
         raise InvalidSignedToken("Token header is not an object.")
+    _refuse_critical(header)
     return header
 
 
@@ -86,7 +96,7 @@ def verify(
         raise InvalidSignedToken("Token is too long.")
     options: Any = {"require": list(require), "verify_aud": audience is not None}
     try:
-        return _decoder.decode(
+        decoded = _decoder.decode_complete(
             token,
             key,
             algorithms=[algorithm],
@@ -98,7 +108,24 @@ def verify(
     except jwt.ExpiredSignatureError as exc:
         raise ExpiredSignedToken("Token has expired.") from exc
     except (jwt.InvalidTokenError, UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise InvalidSignedToken(str(exc) or "Token is invalid.") from exc
+        # The library's text can quote the token's bytes: it stays out of error bodies.
+        raise InvalidSignedToken(_public_reason(exc)) from exc
+    _refuse_critical(decoded["header"])
+    claims: dict[str, Any] = decoded["payload"]
+    return claims
+
+
+def _refuse_critical(header: Mapping[str, Any]) -> None:
+    if "crit" in header:
+        # RFC 7515 §4.1.11: extensions listed as critical must be understood; none are here.
+        raise InvalidSignedToken("Token header names critical extensions.")
+
+
+def _public_reason(exc: Exception) -> str:
+    for error_type, reason in _PUBLIC_REASONS:
+        if isinstance(exc, error_type):
+            return reason
+    return "Token is invalid."
 
 
 def public_jwk(public_key: Any, algorithm: str) -> dict[str, Any]:

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 VERSION_CACHE_KEY = "django_tokens:keystore:version"
 #: How often, at most, an unknown ``kid`` may send a process to the database.
 UNKNOWN_KID_RELOAD_INTERVAL = 1.0
+#: A snapshot is reloaded after this many seconds even if the version stamp did not change,
+#: so a lost stamp (a flushed or process-local cache) cannot keep a process on stale keys.
+SNAPSHOT_MAX_AGE = 300.0
 PUBLISHED_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.State.RETIRING)
 
 
@@ -55,7 +58,11 @@ class _Snapshot:
     signing: LoadedKey | None
     verifying: dict[str, LoadedKey]
     jwks: dict[str, Any]
+    #: The earliest ``retire_after`` among the loaded keys: from then on the snapshot
+    #: publishes a key it must drop, though no process changed anything.
+    stale_after: datetime | None = None
     checked_at: float = field(default_factory=time.monotonic)
+    loaded_at: float = field(default_factory=time.monotonic)
 
 
 _snapshot: _Snapshot | None = None
@@ -153,16 +160,19 @@ def _load(version: str | None, *, now: datetime | None = None) -> _Snapshot:
     signing: LoadedKey | None = None
     verifying: dict[str, LoadedKey] = {}
     jwks: list[dict[str, Any]] = []
+    retire_afters: list[datetime] = []
     for key in SigningKey.objects.filter(state__in=PUBLISHED_STATES).order_by("-created_at"):
-        if key.state == SigningKey.State.RETIRING and key.retire_after and key.retire_after <= now:
-            continue
+        if key.state == SigningKey.State.RETIRING and key.retire_after:
+            if key.retire_after <= now:
+                continue
+            retire_afters.append(key.retire_after)
         loaded = LoadedKey(key.kid, key.algorithm, _load_public_key(key))
         if key.state == SigningKey.State.ACTIVE:
             loaded = LoadedKey(key.kid, key.algorithm, loaded.public_key, _load_private_key(key))
             signing = loaded
         verifying[key.kid] = loaded
         jwks.append(published_jwk(key))
-    return _Snapshot(version, signing, verifying, {"keys": jwks})
+    return _Snapshot(version, signing, verifying, {"keys": jwks}, min(retire_afters, default=None))
 
 
 def _current(*, force: bool = False) -> _Snapshot:
@@ -172,7 +182,12 @@ def _current(*, force: bool = False) -> _Snapshot:
     if not force and snapshot is not None and time.monotonic() - snapshot.checked_at < interval:
         return snapshot
     version = _shared_version()
-    if not force and snapshot is not None and version == snapshot.version:
+    fresh_enough = (
+        snapshot is not None
+        and time.monotonic() - snapshot.loaded_at < SNAPSHOT_MAX_AGE
+        and (snapshot.stale_after is None or timezone.now() < snapshot.stale_after)
+    )
+    if not force and snapshot is not None and fresh_enough and version == snapshot.version:
         snapshot.checked_at = time.monotonic()
         return snapshot
     with _lock:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 
 from django_tokens import keystore
@@ -26,10 +27,23 @@ def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None
             item.add_marker(skip_redis)
 
 
+def clear_cache() -> None:
+    """Empty this run's cache. On Redis only this run's keys go (its KEY_PREFIX), never the
+    whole database, so runs sharing one Redis do not wipe each other's state."""
+    cache = caches["default"]
+    if not isinstance(cache, RedisCache):
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state() -> Iterator[None]:
     """Each test starts with an empty cache and no keys loaded in this process."""
-    caches["default"].clear()
+    clear_cache()
     keystore.reset()
     yield
     keystore.reset()

@@ -1,0 +1,391 @@
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.core.cache import caches
+from django.db import IntegrityError, connection, transaction
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_tokens import jws, keystore
+from django_tokens.conf import max_token_lifetime, token_settings
+from django_tokens.crypto import DecryptionError, SecretBox, secret_box
+from django_tokens.models import SigningKey
+from tests.keys import FERNET_KEY_FOREIGN
+
+pytestmark = pytest.mark.django_db
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ACTIVE, NEXT, RETIRING, RETIRED = (
+    SigningKey.State.ACTIVE,
+    SigningKey.State.NEXT,
+    SigningKey.State.RETIRING,
+    SigningKey.State.RETIRED,
+)
+
+
+def tokens_settings(**overrides):
+    return override_settings(DJANGO_TOKENS={**settings.DJANGO_TOKENS, **overrides})
+
+
+def shared_version():
+    return caches[token_settings.CACHE_ALIAS].get(keystore.VERSION_CACHE_KEY)
+
+
+def sign_with(key: keystore.LoadedKey, **claims) -> str:
+    now = int(time.time())
+    return jws.sign(
+        {"iat": now, "exp": now + 60, **claims}, key.private_key, key.algorithm, kid=key.kid
+    )
+
+
+def verify_by_kid(token: str) -> dict:
+    key = keystore.verification_key(jws.unverified_header(token)["kid"])
+    assert key is not None
+    return jws.verify(token, key.public_key, key.algorithm)
+
+
+def rotate_elsewhere(*, bump_version: bool) -> SigningKey:
+    """What keystore.rotate() does in another process: it changes rows this process has
+    loaded, and (unless that fails) publishes a new version stamp in the shared cache."""
+    with transaction.atomic():
+        old_active = SigningKey.objects.get(state=ACTIVE)
+        promoted = SigningKey.objects.get(state=NEXT)
+        old_active.state = RETIRING
+        old_active.retire_after = timezone.now() + timedelta(seconds=max_token_lifetime())
+        old_active.save()
+        promoted.state = ACTIVE
+        promoted.save()
+        keystore.create_key(promoted.algorithm, NEXT)
+    if bump_version:
+        caches[token_settings.CACHE_ALIAS].set(
+            keystore.VERSION_CACHE_KEY, uuid.uuid4().hex, timeout=None
+        )
+    return promoted
+
+
+# -- creation and storage ------------------------------------------------------------------
+
+
+def test_first_use_creates_an_active_and_a_next_key():
+    assert not SigningKey.objects.exists()
+    key = keystore.signing_key()
+
+    active = SigningKey.objects.get(state=ACTIVE)
+    next_key = SigningKey.objects.get(state=NEXT)
+    assert SigningKey.objects.count() == 2
+    assert key.kid == active.kid != next_key.kid
+    assert key.algorithm == active.algorithm == next_key.algorithm == "RS256"
+    assert active.activated_at is not None
+    assert next_key.activated_at is None
+    assert verify_by_kid(sign_with(key, sub="1"))["sub"] == "1"
+
+
+@pytest.mark.parametrize("algorithm", ["RS512", "ES256", "EdDSA"])
+def test_first_keys_use_the_configured_algorithm(algorithm):
+    with tokens_settings(SIGNING_ALGORITHM=algorithm):
+        key = keystore.signing_key()
+        assert key.algorithm == algorithm
+        assert set(SigningKey.objects.values_list("algorithm", flat=True)) == {algorithm}
+        assert verify_by_kid(sign_with(key, sub="1"))["sub"] == "1"
+
+
+def test_private_key_is_stored_encrypted():
+    keystore.signing_key()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {SigningKey._meta.db_table}")
+        rows = cursor.fetchall()
+    assert len(rows) == 2
+
+    for key in SigningKey.objects.all():
+        pem = secret_box().decrypt(key.encrypted_private_key).decode()
+        assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+        pem_lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+        stored = " ".join(str(value) for row in rows for value in row)
+        assert "PRIVATE KEY" not in stored
+        assert not any(line in stored for line in pem_lines)
+        assert "".join(pem_lines) not in stored.replace("\n", "")
+        with pytest.raises(DecryptionError):
+            SecretBox([FERNET_KEY_FOREIGN]).decrypt(key.encrypted_private_key)
+        assert "d" not in key.public_jwk
+
+
+# -- the published JWK Set -----------------------------------------------------------------
+
+
+def test_jwks_lists_the_active_and_next_keys_with_kid_alg_use():
+    document = keystore.jwks()
+
+    expected = set(
+        SigningKey.objects.filter(state__in=[ACTIVE, NEXT]).values_list("kid", flat=True)
+    )
+    assert {jwk["kid"] for jwk in document["keys"]} == expected
+    assert len(document["keys"]) == 2
+    for jwk in document["keys"]:
+        assert set(jwk) == {"kty", "n", "e", "kid", "alg", "use"}
+        assert jwk["alg"] == "RS256"
+        assert jwk["use"] == "sig"
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA"])
+def test_kid_is_the_rfc_7638_thumbprint(algorithm):
+    with tokens_settings(SIGNING_ALGORITHM=algorithm):
+        document = keystore.jwks()
+    assert len(document["keys"]) == 2
+    for jwk in document["keys"]:
+        assert jwk["kid"] == jws.jwk_thumbprint(jwk)
+        public_key = jws.public_key_from_jwk(jwk)
+        assert jws.jwk_thumbprint(jws.public_jwk(public_key, algorithm)) == jwk["kid"]
+
+
+# -- rotation ------------------------------------------------------------------------------
+
+
+def test_rotate_promotes_next_and_retires_the_active_key():
+    first = keystore.signing_key()
+    token = sign_with(first, sub="before")
+    pre_published = SigningKey.objects.get(state=NEXT)
+    now = timezone.now()
+
+    rotation = keystore.rotate(now=now)
+
+    assert rotation.active.kid == pre_published.kid
+    assert rotation.retiring.kid == first.kid
+    assert rotation.next.kid not in (first.kid, pre_published.kid)
+    assert SigningKey.objects.filter(state=ACTIVE).count() == 1
+    assert SigningKey.objects.filter(state=NEXT).count() == 1
+    assert SigningKey.objects.get(state=ACTIVE).kid == pre_published.kid
+    assert SigningKey.objects.get(state=NEXT).kid == rotation.next.kid
+    retiring = SigningKey.objects.get(kid=first.kid)
+    assert retiring.state == RETIRING
+    assert retiring.retiring_at == now
+    assert retiring.retire_after == now + timedelta(seconds=max_token_lifetime())
+    assert max_token_lifetime() == token_settings.ACCESS_TOKEN_LIFETIME + token_settings.LEEWAY
+
+    assert keystore.signing_key().kid == pre_published.kid
+    assert {jwk["kid"] for jwk in keystore.jwks()["keys"]} == {
+        first.kid,
+        pre_published.kid,
+        rotation.next.kid,
+    }
+    assert verify_by_kid(token)["sub"] == "before"
+    assert verify_by_kid(sign_with(keystore.signing_key(), sub="after"))["sub"] == "after"
+
+
+def test_rotate_on_an_empty_keystore_creates_both_keys():
+    rotation = keystore.rotate()
+    assert rotation.retiring is None
+    assert SigningKey.objects.get(state=ACTIVE).kid == rotation.active.kid
+    assert SigningKey.objects.get(state=NEXT).kid == rotation.next.kid
+    assert keystore.signing_key().kid == rotation.active.kid
+
+
+def test_rotate_to_another_algorithm_activates_a_new_key_of_it():
+    first = keystore.signing_key()
+    pre_published = SigningKey.objects.get(state=NEXT)
+    assert pre_published.algorithm == "RS256"
+
+    rotation = keystore.rotate(algorithm="ES256")
+
+    assert rotation.active.algorithm == "ES256"
+    assert rotation.active.kid not in (first.kid, pre_published.kid)
+    assert rotation.next.algorithm == "ES256"
+    assert SigningKey.objects.get(kid=pre_published.kid).state == RETIRED
+    assert SigningKey.objects.get(kid=first.kid).state == RETIRING
+    key = keystore.signing_key()
+    assert (key.kid, key.algorithm) == (rotation.active.kid, "ES256")
+    published = {jwk["kid"]: jwk["alg"] for jwk in keystore.jwks()["keys"]}
+    assert published == {
+        first.kid: "RS256",
+        rotation.active.kid: "ES256",
+        rotation.next.kid: "ES256",
+    }
+    assert verify_by_kid(sign_with(key, sub="1"))["sub"] == "1"
+
+
+def test_rotate_refuses_an_unsupported_algorithm():
+    keystore.signing_key()
+    before = set(SigningKey.objects.values_list("kid", "state"))
+    with pytest.raises(keystore.KeystoreError, match="XYZ"):
+        keystore.rotate(algorithm="XYZ")
+    assert set(SigningKey.objects.values_list("kid", "state")) == before
+
+
+def test_rotate_publishes_a_new_version_stamp(django_capture_on_commit_callbacks):
+    keystore.signing_key()
+    before = shared_version()
+    assert before is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        keystore.rotate()
+    assert shared_version() not in (None, before)
+
+
+def test_retiring_key_past_retire_after_drops_out_and_is_retired():
+    t0 = timezone.now()
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=0):
+        old = keystore.signing_key()
+        keystore.rotate(now=t0)
+        assert old.kid in {jwk["kid"] for jwk in keystore.jwks()["keys"]}
+        assert keystore.verification_key(old.kid) is not None
+
+        after_expiry = t0 + timedelta(seconds=max_token_lifetime() + 1)
+        with time_machine.travel(after_expiry, tick=False):
+            assert old.kid not in {jwk["kid"] for jwk in keystore.jwks()["keys"]}
+            assert len(keystore.jwks()["keys"]) == 2
+            assert keystore.verification_key(old.kid) is None
+
+            rotation = keystore.rotate(now=after_expiry)
+    assert rotation.retired == 1
+    retired = SigningKey.objects.get(kid=old.kid)
+    assert retired.state == RETIRED
+    assert retired.retired_at == after_expiry
+
+
+def test_a_process_never_loads_a_key_past_retire_after():
+    old = keystore.signing_key()
+    keystore.rotate(now=timezone.now() - timedelta(seconds=max_token_lifetime() + 1))
+    assert SigningKey.objects.get(kid=old.kid).state == RETIRING
+    assert old.kid not in {jwk["kid"] for jwk in keystore.jwks()["keys"]}
+    assert keystore.verification_key(old.kid) is None
+
+
+# -- the in-process cache ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval", [0, 3600])
+def test_signing_with_a_loaded_key_does_not_query_the_database(django_assert_num_queries, interval):
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=interval):
+        warm = keystore.signing_key()
+        keystore.jwks()
+        with django_assert_num_queries(0):
+            for n in range(20):
+                key = keystore.signing_key()
+                token = sign_with(key, sub=str(n))
+                assert verify_by_kid(token)["sub"] == str(n)
+                assert len(keystore.jwks()["keys"]) == 2
+        assert key.kid == warm.kid
+
+
+def test_rotation_by_another_process_is_noticed_after_the_check_interval():
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=0):
+        first = keystore.signing_key()
+        promoted = rotate_elsewhere(bump_version=True)
+
+        key = keystore.signing_key()
+        assert key.kid == promoted.kid != first.kid
+        assert {jwk["kid"] for jwk in keystore.jwks()["keys"]} == set(
+            SigningKey.objects.filter(state__in=[ACTIVE, NEXT, RETIRING]).values_list(
+                "kid", flat=True
+            )
+        )
+        assert verify_by_kid(sign_with(key, sub="1"))["sub"] == "1"
+
+
+def test_within_the_check_interval_the_loaded_key_keeps_signing(django_assert_num_queries):
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=3600):
+        first = keystore.signing_key()
+        promoted = rotate_elsewhere(bump_version=True)
+        with django_assert_num_queries(0):
+            assert keystore.signing_key().kid == first.kid
+        assert promoted.kid in {jwk["kid"] for jwk in keystore.jwks()["keys"]}
+
+
+def test_an_unknown_kid_reloads_the_keys_without_a_version_stamp():
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=3600):
+        keystore.signing_key()
+        promoted = rotate_elsewhere(bump_version=False)
+        key = keystore.verification_key(promoted.kid)
+        assert key is not None
+        assert key.kid == promoted.kid
+
+
+def test_unknown_kid_reload_is_rate_limited():
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=3600):
+        keystore.signing_key()
+        with CaptureQueriesContext(connection) as first:
+            assert keystore.verification_key("made-up-0") is None
+        assert len(first) >= 1
+
+        with CaptureQueriesContext(connection) as flood:
+            for n in range(1, 100):
+                assert keystore.verification_key(f"made-up-{n}") is None
+        assert len(flood) == 0
+
+        time.sleep(keystore.UNKNOWN_KID_RELOAD_INTERVAL + 0.05)
+        with CaptureQueriesContext(connection) as later:
+            assert keystore.verification_key("made-up-again") is None
+            assert keystore.verification_key("made-up-once-more") is None
+        assert len(later) == len(first)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_rotation_in_another_os_process_is_noticed():
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=0):
+        first = keystore.signing_key()
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": (
+                f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+            ),
+        }
+        script = (
+            "import django; django.setup(); from django_tokens import keystore; "
+            "print(keystore.rotate().active.kid)"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        promoted_kid = completed.stdout.strip().splitlines()[-1]
+
+        assert promoted_kid != first.kid
+        assert keystore.signing_key().kid == promoted_kid
+        assert keystore.verification_key(first.kid) is not None
+
+
+# -- creating keys safely ------------------------------------------------------------------
+
+
+def test_ensure_keys_twice_creates_nothing_more():
+    keystore.ensure_keys()
+    rows = set(SigningKey.objects.values_list("kid", "state"))
+    version = shared_version()
+    assert len(rows) == 2
+
+    keystore.ensure_keys()
+
+    assert set(SigningKey.objects.values_list("kid", "state")) == rows
+    assert shared_version() == version
+
+
+@pytest.mark.parametrize("state", [ACTIVE, NEXT])
+def test_database_refuses_a_second_active_or_next_key(state):
+    keystore.ensure_keys()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        keystore.create_key("RS256", state)
+    assert SigningKey.objects.filter(state=state).count() == 1
+
+
+def test_several_retiring_keys_may_coexist():
+    keystore.ensure_keys()
+    keystore.rotate()
+    keystore.rotate()
+    assert SigningKey.objects.filter(state=RETIRING).count() == 2
+    assert len(keystore.jwks()["keys"]) == 4

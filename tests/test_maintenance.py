@@ -1,0 +1,187 @@
+import time
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_tokens import jws, keystore, sessions
+from django_tokens.conf import max_token_lifetime
+from django_tokens.crypto import DecryptionError, SecretBox, secret_box
+from django_tokens.maintenance import purge, reencrypt_secrets
+from django_tokens.models import RefreshToken, Session, SigningKey
+from tests.keys import FERNET_KEY_FOREIGN, FERNET_KEY_NEW
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = Session.Service.PASSWORD
+
+
+def tokens_settings(**overrides):
+    return override_settings(DJANGO_TOKENS={**settings.DJANGO_TOKENS, **overrides})
+
+
+def rotated_encryption_keys():
+    return tokens_settings(
+        ENCRYPTION_KEYS=[FERNET_KEY_NEW, *settings.DJANGO_TOKENS["ENCRYPTION_KEYS"]]
+    )
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(microsecond=0)
+
+
+def sign(sub: str) -> str:
+    key = keystore.signing_key()
+    issued_at = int(time.time())
+    return jws.sign(
+        {"sub": sub, "iat": issued_at, "exp": issued_at + 60},
+        key.private_key,
+        key.algorithm,
+        kid=key.kid,
+    )
+
+
+def verify(token: str) -> dict:
+    key = keystore.verification_key(jws.unverified_header(token)["kid"])
+    assert key is not None
+    return jws.verify(token, key.public_key, key.algorithm)
+
+
+# -- purge ---------------------------------------------------------------------------------
+
+
+def test_purge_removes_what_can_no_longer_be_used_and_keeps_the_rest(user, now):
+    day = timedelta(days=1)
+    live = sessions.start(user, service=PASSWORD, now=now)
+    stale_member = sessions.start(user, service=PASSWORD, now=now - 20 * day)
+    fresh_member = sessions.rotate(stale_member.refresh_token, service=PASSWORD, now=now - 10 * day)
+    sessions.start(user, service=PASSWORD, now=now - 40 * day)
+    long_revoked = sessions.start(user, service=PASSWORD, now=now - 2 * day)
+    sessions.revoke_session(
+        long_revoked.session.pk, now=now - timedelta(seconds=max_token_lifetime() + 1)
+    )
+    recently_revoked = sessions.start(user, service=PASSWORD, now=now - 2 * day)
+    sessions.revoke_session(recently_revoked.session.pk, now=now - timedelta(seconds=60))
+
+    result = purge(now=now)
+
+    assert result.counts == {"refresh tokens": 2, "sessions": 2, "signing keys retired": 0}
+    assert set(Session.objects.values_list("pk", flat=True)) == {
+        live.session.pk,
+        stale_member.session.pk,
+        recently_revoked.session.pk,
+    }
+    assert set(RefreshToken.objects.values_list("token_hash", flat=True)) == {
+        sessions.digest(token)
+        for token in (
+            live.refresh_token,
+            fresh_member.refresh_token,
+            recently_revoked.refresh_token,
+        )
+    }
+    assert sessions.rotate(live.refresh_token, service=PASSWORD, now=now)
+    assert sessions.rotate(fresh_member.refresh_token, service=PASSWORD, now=now)
+
+
+def test_purge_deletes_in_batches(user, now):
+    for _ in range(5):
+        sessions.start(user, service=PASSWORD, now=now - timedelta(days=40))
+    assert RefreshToken.objects.count() == 5
+
+    with CaptureQueriesContext(connection) as queries:
+        result = purge(batch_size=2, now=now)
+
+    assert result.counts["refresh tokens"] == 5
+    assert result.counts["sessions"] == 5
+    assert not RefreshToken.objects.exists()
+    assert not Session.objects.exists()
+    for model in (RefreshToken, Session):
+        table = model._meta.db_table
+        batches = [
+            query["sql"]
+            for query in queries
+            if query["sql"].startswith(f'DELETE FROM "{table}" WHERE "{table}"."id" IN')
+        ]
+        assert len(batches) == 3, batches
+
+
+def test_purge_reports_progress_per_step(user, now):
+    sessions.start(user, service=PASSWORD, now=now - timedelta(days=40))
+    seen = []
+    purge(now=now, progress=lambda label, count: seen.append((label, count)))
+    assert seen == [("refresh tokens", 1), ("sessions", 1)]
+
+
+def test_purge_retires_retiring_keys_past_retire_after(now):
+    old = keystore.signing_key()
+    keystore.rotate(now=now)
+    retire_after = SigningKey.objects.get(kid=old.kid).retire_after
+
+    assert purge(now=retire_after - timedelta(seconds=1)).counts["signing keys retired"] == 0
+    assert SigningKey.objects.get(kid=old.kid).state == SigningKey.State.RETIRING
+
+    result = purge(now=retire_after)
+
+    assert result.counts["signing keys retired"] == 1
+    retired = SigningKey.objects.get(kid=old.kid)
+    assert (retired.state, retired.retired_at) == (SigningKey.State.RETIRED, retire_after)
+    assert SigningKey.objects.filter(state=SigningKey.State.ACTIVE).count() == 1
+    assert SigningKey.objects.filter(state=SigningKey.State.NEXT).count() == 1
+
+
+# -- re-encryption -------------------------------------------------------------------------
+
+
+def test_reencrypt_secrets_moves_every_private_key_under_the_newest_key():
+    keystore.signing_key()
+    keystore.rotate()
+    active_kid = keystore.signing_key().kid
+    signed_before = sign("before")
+    old_ciphertexts = dict(SigningKey.objects.values_list("pk", "encrypted_private_key"))
+    assert len(old_ciphertexts) == 3
+
+    with rotated_encryption_keys():
+        result = reencrypt_secrets()
+
+    assert (result.reencrypted, result.already_current, result.failed) == (3, 0, [])
+    only_new = SecretBox([FERNET_KEY_NEW])
+    for pk, ciphertext in SigningKey.objects.values_list("pk", "encrypted_private_key"):
+        assert ciphertext != old_ciphertexts[pk]
+        assert only_new.decrypt(ciphertext) == secret_box().decrypt(old_ciphertexts[pk])
+
+    with tokens_settings(ENCRYPTION_KEYS=[FERNET_KEY_NEW]):
+        assert keystore.signing_key().kid == active_kid
+        assert verify(signed_before)["sub"] == "before"
+        assert verify(sign("after"))["sub"] == "after"
+
+
+def test_reencrypt_secrets_is_idempotent():
+    keystore.signing_key()
+    with rotated_encryption_keys():
+        first = reencrypt_secrets()
+        snapshot = dict(SigningKey.objects.values_list("pk", "encrypted_private_key"))
+        second = reencrypt_secrets()
+    assert (first.reencrypted, first.already_current) == (2, 0)
+    assert (second.reencrypted, second.already_current, second.failed) == (0, 2, [])
+    assert dict(SigningKey.objects.values_list("pk", "encrypted_private_key")) == snapshot
+
+
+def test_undecryptable_row_is_reported_and_left_untouched():
+    keystore.signing_key()
+    broken = SigningKey.objects.get(state=SigningKey.State.NEXT)
+    foreign = SecretBox([FERNET_KEY_FOREIGN]).encrypt(b"not ours")
+    SigningKey.objects.filter(pk=broken.pk).update(encrypted_private_key=foreign)
+
+    with rotated_encryption_keys():
+        result = reencrypt_secrets()
+
+    assert result.failed == [f"django_tokens.SigningKey:{broken.pk}"]
+    assert (result.reencrypted, result.already_current) == (1, 0)
+    assert SigningKey.objects.get(pk=broken.pk).encrypted_private_key == foreign
+    with rotated_encryption_keys(), pytest.raises(DecryptionError):
+        secret_box().decrypt(foreign)
