@@ -8,4 +8,5 @@ class DjangoTokensConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_tokens import checks  # noqa: F401  (registers the system checks)
+        # Imported for their side effects: the system checks and the OpenAPI extensions.
+        from django_tokens import checks, schema  # noqa: F401

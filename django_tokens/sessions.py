@@ -13,7 +13,7 @@ tokens before they expire.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,10 +60,23 @@ def _new_member(session: Session, now: datetime) -> Refreshed:
     return Refreshed(session, raw, expires_at)
 
 
+def _same(refreshed: Refreshed) -> Any:
+    return refreshed
+
+
 def start(
-    user: Any, *, service: str, scopes: Iterable[str] = (), now: datetime | None = None
-) -> Refreshed:
-    """Open a session for ``user`` and issue the first refresh token of its family."""
+    user: Any,
+    *,
+    service: str,
+    scopes: Iterable[str] = (),
+    now: datetime | None = None,
+    then: Callable[[Refreshed], Any] = _same,
+) -> Any:
+    """Open a session for ``user`` and issue the first refresh token of its family.
+
+    ``then(refreshed)`` runs inside the same transaction (a service mints its access token
+    there), so if it fails no session is left behind. Returns what ``then`` returns.
+    """
     now = now or timezone.now()
     with transaction.atomic(using=router.db_for_write(Session)):
         session = Session.objects.create(
@@ -73,14 +86,22 @@ def start(
             created_at=now,
             expires_at=now + timedelta(seconds=token_settings.SESSION_LIFETIME),
         )
-        return _new_member(session, now)
+        return then(_new_member(session, now))
 
 
-def rotate(raw_token: str, *, service: str, now: datetime | None = None) -> Refreshed:
+def rotate(
+    raw_token: str,
+    *,
+    service: str,
+    now: datetime | None = None,
+    then: Callable[[Refreshed], Any] = _same,
+) -> Any:
     """Exchange a refresh token for its successor, in the same session.
 
-    Raises :class:`InvalidRefreshToken`, or :class:`RefreshTokenReused` after revoking the
-    session when a token rotated more than ``REFRESH_REUSE_GRACE`` seconds ago comes back.
+    ``then(refreshed)`` runs inside the rotation's transaction, so if it fails the presented
+    token stays unused. Returns what ``then`` returns. Raises :class:`InvalidRefreshToken`, or
+    :class:`RefreshTokenReused` after revoking the session when a token rotated more than
+    ``REFRESH_REUSE_GRACE`` seconds ago comes back.
     """
     now = now or timezone.now()
     if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 512:
@@ -108,14 +129,15 @@ def rotate(raw_token: str, *, service: str, now: datetime | None = None) -> Refr
         # The session row is locked: this UPDATE sees every committed rotation of the family.
         won = RefreshToken.objects.filter(pk=member.pk, used_at__isnull=True).update(used_at=now)
         if won:
-            return _new_member(session, now)
+            return then(_new_member(session, now))
         used_at = RefreshToken.objects.values_list("used_at", flat=True).get(pk=member.pk)
-        if used_at is not None and now - used_at <= timedelta(
-            seconds=token_settings.REFRESH_REUSE_GRACE
-        ):
+        grace = token_settings.REFRESH_REUSE_GRACE
+        # ``now`` was read before the lock, so a request that raced the rotation can look
+        # older than it: with no grace window, every second presentation is reuse.
+        if grace > 0 and used_at is not None and now - used_at <= timedelta(seconds=grace):
             # A concurrent retry: its answer supersedes the successor issued a moment ago.
             RefreshToken.objects.filter(session=session, used_at__isnull=True).update(used_at=now)
-            return _new_member(session, now)
+            return then(_new_member(session, now))
         reused = session
         _revoke(Session.objects.filter(pk=session.pk), reason="refresh_token_reused", now=now)
     set_marks([str(reused.pk)], now=now)

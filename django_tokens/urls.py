@@ -1,4 +1,8 @@
-"""Mount with ``path("", include("django_tokens.urls"))``. Paths take an optional trailing slash."""
+"""Mount with ``path("", include("django_tokens.urls"))``. Paths take an optional trailing slash.
+
+The slash is written ``(?:/)?`` rather than ``/?`` so that schema generators, which simplify
+regexes with Django's ``simplify_regex``, document each path without it (``/api/token``).
+"""
 
 from django.urls import re_path
 
@@ -7,8 +11,10 @@ from django_tokens import views
 app_name = "django_tokens"
 
 urlpatterns = [
-    re_path(r"^api/token/?$", views.PasswordTokenView.as_view(), name="password-token"),
-    re_path(r"^api/token/refresh/?$", views.PasswordRefreshView.as_view(), name="password-refresh"),
-    re_path(r"^\.well-known/jwks\.json/?$", views.JWKSView.as_view(), name="jwks"),
+    re_path(r"^api/token(?:/)?$", views.PasswordTokenView.as_view(), name="password-token"),
+    re_path(
+        r"^api/token/refresh(?:/)?$", views.PasswordRefreshView.as_view(), name="password-refresh"
+    ),
+    re_path(r"^\.well-known/jwks\.json(?:/)?$", views.JWKSView.as_view(), name="jwks"),
     re_path(r"^api/token/.+$", views.not_found),
 ]

@@ -8,6 +8,7 @@ HTML page.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,6 +35,18 @@ logger = logging.getLogger(__name__)
 
 #: Longest username or password accepted; longer input is malformed, not a wrong password.
 MAX_CREDENTIAL_LENGTH = 4096
+#: JSON escapes such as ``\ud800`` can produce lone surrogates, which no UTF-8 text contains.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class TokenJSONParser(JSONParser):
+    """DRF's JSON parser; a body nested too deeply to parse is malformed, not a server error."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise drf_exceptions.ParseError("JSON nested too deeply.") from exc
 
 
 class JSONOnlyNegotiation(DefaultContentNegotiation):
@@ -67,7 +80,7 @@ class TokenAPIView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     throttle_classes: list[Any] = []
-    parser_classes = [JSONParser]
+    parser_classes = [TokenJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONOnlyNegotiation
     #: Token responses must not be cached (RFC 6749 §5.1).
@@ -105,7 +118,7 @@ class TokenAPIView(APIView):
 def _text_field(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise errors.InvalidRequest(f"'{name}' is required and must be a non-empty string.")
-    if len(value) > MAX_CREDENTIAL_LENGTH or "\x00" in value:
+    if len(value) > MAX_CREDENTIAL_LENGTH or "\x00" in value or _SURROGATE.search(value):
         raise errors.InvalidRequest(f"'{name}' is malformed.")
     return value
 

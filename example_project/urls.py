@@ -6,7 +6,7 @@ from example_project.demo.views import MeView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    re_path(r"^api/me/?$", MeView.as_view(), name="me"),
+    re_path(r"^api/me(?:/)?$", MeView.as_view(), name="me"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     path("", include("django_tokens.urls")),
 ]

@@ -67,14 +67,23 @@ def obtain(
         throttling.record_failure(buckets)
         raise InvalidCredentials()
     throttling.clear(buckets[0])
-    refreshed = sessions.start(user, service=SERVICE, scopes=token_settings.PASSWORD_SCOPES)
-    return _issue(user, refreshed, issuer=issuer)
+    result: TokenResult = sessions.start(
+        user,
+        service=SERVICE,
+        scopes=token_settings.PASSWORD_SCOPES,
+        then=lambda refreshed: _issue(user, refreshed, issuer=issuer),
+    )
+    return result
 
 
 def refresh(refresh_token: str, *, issuer: str) -> TokenResult:
     """Rotate the refresh token and mint a new access token in the same session."""
     try:
-        refreshed = sessions.rotate(refresh_token, service=SERVICE)
+        result: TokenResult = sessions.rotate(
+            refresh_token,
+            service=SERVICE,
+            then=lambda refreshed: _issue(refreshed.session.user, refreshed, issuer=issuer),
+        )
     except sessions.InvalidRefreshToken as exc:
         raise InvalidGrant() from exc
-    return _issue(refreshed.session.user, refreshed, issuer=issuer)
+    return result

@@ -1,5 +1,7 @@
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +21,24 @@ class MeView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scopes = ["profile"]
 
+    @extend_schema(
+        operation_id="me",
+        summary="The user and session of the presented access token",
+        parameters=[
+            OpenApiParameter("fields", str, enum=["full"], description="`full` adds `date_joined`.")
+        ],
+        responses=inline_serializer(
+            "Me",
+            {
+                "id": serializers.IntegerField(),
+                "username": serializers.CharField(),
+                "email": serializers.CharField(),
+                "scope": serializers.ListField(child=serializers.CharField()),
+                "session": serializers.CharField(),
+                "date_joined": serializers.DateTimeField(required=False),
+            },
+        ),
+    )
     def get(self, request: Request) -> Response:
         user: Any = request.user
         body: dict[str, Any] = {
