@@ -38,6 +38,7 @@ def test_good_configuration_raises_nothing():
         assert check_settings() == []
 
 
+@pytest.mark.django_db  # Django 6's own model checks read database features.
 def test_checks_are_registered_with_django():
     with production({**GOOD_TOKENS, "SIGNING_ALGORITHM": "HS256"}):
         assert "django_tokens.E003" in ids(checks.run_checks())

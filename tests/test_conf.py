@@ -58,11 +58,19 @@ def test_durations_are_whole_seconds_from_int_or_timedelta(value, seconds):
         assert isinstance(token_settings.ACCESS_TOKEN_LIFETIME, int)
 
 
-def test_max_token_lifetime_follows_the_settings():
-    assert max_token_lifetime() == 3600 + 30
-    with tokens_settings(ACCESS_TOKEN_LIFETIME=timedelta(minutes=5), LEEWAY=10):
+def test_max_token_lifetime_is_the_longest_signed_token_lifetime_plus_leeway():
+    # API-key access and refresh JWTs live a day by default: the longest signed tokens.
+    assert max_token_lifetime() == 86400 + 30
+    with tokens_settings(
+        ACCESS_TOKEN_LIFETIME=timedelta(minutes=5),
+        API_KEY_ACCESS_TOKEN_LIFETIME=60,
+        API_KEY_REFRESH_TOKEN_LIFETIME=120,
+        LEEWAY=10,
+    ):
         assert max_token_lifetime() == 300 + 10
-    assert max_token_lifetime() == 3600 + 30
+    with tokens_settings(API_KEY_REFRESH_TOKEN_LIFETIME=timedelta(days=2)):
+        assert max_token_lifetime() == 2 * 86400 + 30
+    assert max_token_lifetime() == 86400 + 30
 
 
 def test_import_strings_are_resolved():
