@@ -34,6 +34,14 @@ DEFAULTS: dict[str, Any] = {
     "LEEWAY": 30,
     # Scopes written into password-flow access tokens.
     "PASSWORD_SCOPES": ["profile", "email"],
+    # API-key tokens (seed 000): lifetimes, the assertion rules, and the default scopes.
+    "API_KEY_ACCESS_TOKEN_LIFETIME": 86400,
+    "API_KEY_REFRESH_TOKEN_LIFETIME": 86400,
+    "API_KEY_ASSERTION_MAX_AGE": 300,
+    "API_KEY_REQUIRE_JTI": True,
+    "API_KEY_SCOPES": ["openid", "email", "app_metadata", "user_metadata", "profile"],
+    "API_KEY_ID_PREFIX": "dtk_",
+    "THROTTLE_FAILURES_PER_KEY": 5,
     # Import string of a callable(user, *, service, scopes) -> dict of extra claims.
     "CLAIMS_HOOK": None,
     # Failure throttles: at most N failures per window, counted in the shared cache.
@@ -54,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
 _DURATIONS = {
     "ACCESS_TOKEN_LIFETIME",
     "REFRESH_TOKEN_LIFETIME",
+    "API_KEY_ACCESS_TOKEN_LIFETIME",
+    "API_KEY_REFRESH_TOKEN_LIFETIME",
+    "API_KEY_ASSERTION_MAX_AGE",
     "SESSION_LIFETIME",
     "REFRESH_REUSE_GRACE",
     "LEEWAY",
@@ -110,7 +121,12 @@ token_settings = TokenSettings()
 @cache
 def max_token_lifetime() -> int:
     """The longest time a token signed now can stay valid: how long a retiring key is kept."""
-    return max(token_settings.ACCESS_TOKEN_LIFETIME, 0) + token_settings.LEEWAY
+    lifetimes = (
+        token_settings.ACCESS_TOKEN_LIFETIME,
+        token_settings.API_KEY_ACCESS_TOKEN_LIFETIME,
+        token_settings.API_KEY_REFRESH_TOKEN_LIFETIME,
+    )
+    return max(*lifetimes, 0) + token_settings.LEEWAY
 
 
 @receiver(setting_changed)

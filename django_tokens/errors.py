@@ -24,6 +24,11 @@ class TokenServiceError(Exception):
         super().__init__(self.message)
 
 
+#: Seed 000's texts, used by the API-key service for every credential or refresh failure.
+CREDENTIALS_MESSAGE = "Missing or invalid credentials"
+REFRESH_MESSAGE = "Wrong or expired refresh token, or user/api-key removed"
+
+
 class InvalidRequest(TokenServiceError):
     status = 400
     code = "invalid_request"

@@ -12,11 +12,13 @@ from django.utils import timezone
 
 from django_tokens.conf import max_token_lifetime
 from django_tokens.crypto import DecryptionError, secret_box
-from django_tokens.models import RefreshToken, Session, SigningKey
+from django_tokens.models import ApiKey, RefreshToken, Session, SigningKey
 
 #: Every stored ciphertext of the secret box, as (model, field name).
 ENCRYPTED_FIELDS: list[tuple[type[models.Model], str]] = [
     (SigningKey, "encrypted_private_key"),
+    (ApiKey, "encrypted_secret"),
+    (ApiKey, "encrypted_previous_secret"),
 ]
 
 

@@ -7,6 +7,7 @@ kept as SHA-256 digests (they carry 256 bits of entropy, so a slow hash adds not
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -67,6 +68,75 @@ class SigningKey(models.Model):
         return f"{self.kid} ({self.algorithm}, {self.state})"
 
 
+def default_api_key_scope() -> str:
+    return "openid email app_metadata user_metadata profile"
+
+
+class ApiKey(models.Model):
+    """A user's API key: a public ``key_id`` and a shared secret that signs HS256 assertions.
+
+    The secret must be recoverable to check HMACs, so it is encrypted at rest with the secret
+    box. After a rotation the previous secret keeps working until ``previous_secret_expires_at``.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        verbose_name=_("owner"),
+    )
+    name = models.CharField(_("name"), max_length=100)
+    key_id = models.CharField(_("key id"), max_length=64, unique=True, editable=False)
+    encrypted_secret = models.TextField(editable=False)
+    encrypted_previous_secret = models.TextField(editable=False, blank=True)
+    previous_secret_expires_at = models.DateTimeField(
+        _("previous secret valid until"), null=True, blank=True, editable=False
+    )
+    scope = models.CharField(_("scope"), max_length=1000, default=default_api_key_scope)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+    def is_live(self, now: datetime) -> bool:
+        """Neither revoked nor expired (the owner's state is checked separately)."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class UserMetadata(models.Model):
+    """Per-user facts for ID tokens: ``app_metadata`` (set by the operator) and
+    ``user_metadata`` (about the user), JSON objects editable in the admin."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="token_metadata",
+        verbose_name=_("user"),
+    )
+    email_verified = models.BooleanField(_("email verified"), default=False)
+    app_metadata = models.JSONField(_("app metadata"), default=dict, blank=True)
+    user_metadata = models.JSONField(_("user metadata"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("user metadata")
+        verbose_name_plural = _("user metadata")
+
+    def __str__(self) -> str:
+        return f"metadata of {self.user}"
+
+
 class Session(models.Model):
     """A login: one family of refresh tokens, and the ``sid`` claim of its access tokens."""
 
@@ -83,6 +153,14 @@ class Session(models.Model):
         verbose_name=_("user"),
     )
     service = models.CharField(_("service"), max_length=16, choices=Service.choices)
+    api_key = models.ForeignKey(
+        ApiKey,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="sessions",
+        verbose_name=_("API key"),
+    )
     scope = models.CharField(_("scope"), max_length=1000, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     expires_at = models.DateTimeField(_("expires"), db_index=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django_tokens.services.api_key import KeycloakResult
 from django_tokens.services.password import TokenResult
 
 
@@ -14,4 +15,19 @@ def password_token_body(result: TokenResult) -> dict[str, Any]:
         "expires_in": result.expires_in,
         "access_token": result.access_token,
         "refresh_token": result.refresh_token,
+    }
+
+
+def keycloak_token_body(result: KeycloakResult) -> dict[str, Any]:
+    """Seed 000 (Keycloak's token response): exactly these nine keys."""
+    return {
+        "access_token": result.access_token,
+        "expires_in": result.expires_in,
+        "refresh_expires_in": result.refresh_expires_in,
+        "refresh_token": result.refresh_token,
+        "token_type": "bearer",
+        "id_token": result.id_token,
+        "not-before-policy": 0,
+        "session_state": result.session_state,
+        "scope": result.scope,
     }

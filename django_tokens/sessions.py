@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from django_tokens.conf import max_token_lifetime, token_settings
 from django_tokens.crypto import digest, random_token
-from django_tokens.models import RefreshToken, Session
+from django_tokens.models import ApiKey, RefreshToken, Session
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,15 @@ class Refreshed:
     refresh_expires_at: datetime
 
 
+def refresh_lifetime(service: str) -> int:
+    if service == Session.Service.API_KEY:
+        return token_settings.API_KEY_REFRESH_TOKEN_LIFETIME
+    return token_settings.REFRESH_TOKEN_LIFETIME
+
+
 def _refresh_expiry(session: Session, now: datetime) -> datetime:
-    return min(now + timedelta(seconds=token_settings.REFRESH_TOKEN_LIFETIME), session.expires_at)
+    lifetime = timedelta(seconds=refresh_lifetime(session.service))
+    return min(now + lifetime, session.expires_at)
 
 
 def _new_member(session: Session, now: datetime) -> Refreshed:
@@ -69,22 +76,28 @@ def start(
     *,
     service: str,
     scopes: Iterable[str] = (),
+    api_key: ApiKey | None = None,
     now: datetime | None = None,
     then: Callable[[Refreshed], Any] = _same,
 ) -> Any:
     """Open a session for ``user`` and issue the first refresh token of its family.
 
+    A session opened with an API key ends when the key expires, if not before.
     ``then(refreshed)`` runs inside the same transaction (a service mints its access token
     there), so if it fails no session is left behind. Returns what ``then`` returns.
     """
     now = now or timezone.now()
+    expires_at = now + timedelta(seconds=token_settings.SESSION_LIFETIME)
+    if api_key is not None and api_key.expires_at is not None:
+        expires_at = min(expires_at, api_key.expires_at)
     with transaction.atomic(using=router.db_for_write(Session)):
         session = Session.objects.create(
             user=user,
             service=service,
+            api_key=api_key,
             scope=" ".join(scopes),
             created_at=now,
-            expires_at=now + timedelta(seconds=token_settings.SESSION_LIFETIME),
+            expires_at=expires_at,
         )
         return then(_new_member(session, now))
 
@@ -111,7 +124,7 @@ def rotate(
     with transaction.atomic(using=router.db_for_write(RefreshToken)):
         try:
             member = (
-                RefreshToken.objects.select_related("session", "session__user")
+                RefreshToken.objects.select_related("session", "session__user", "session__api_key")
                 .select_for_update(of=("session",))
                 .get(token_hash=token_hash)
             )

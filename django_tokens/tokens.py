@@ -8,7 +8,7 @@ session, for revocation), ``scope``, and whatever ``CLAIMS_HOOK`` adds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,8 +60,10 @@ def issue_access_token(
     service: str,
     issuer: str,
     lifetime: int | None = None,
+    extra: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> AccessToken:
+    """An RFC 9068 access token. ``extra`` claims (``azp``, ``client_id`` …) are the caller's."""
     key = keystore.signing_key()
     scopes = list(scopes)
     lifetime = token_settings.ACCESS_TOKEN_LIFETIME if lifetime is None else lifetime
@@ -69,6 +71,7 @@ def issue_access_token(
     claims: dict[str, Any] = {
         "preferred_username": user.get_username(),
         **hook_claims(user, service=service, scopes=scopes),
+        **(extra or {}),
         "iss": issuer,
         "sub": str(user.pk),
         "aud": token_settings.AUDIENCE,
@@ -80,3 +83,74 @@ def issue_access_token(
     }
     token = jws.sign(claims, key.private_key, key.algorithm, kid=key.kid, typ=ACCESS_TOKEN_TYPE)
     return AccessToken(token, claims, lifetime)
+
+
+#: The ``typ`` claim of refresh JWTs (Keycloak's convention); their header ``typ`` is "JWT".
+REFRESH_TOKEN_CLAIM_TYPE = "Refresh"
+
+
+def issue_refresh_jwt(
+    user: Any,
+    *,
+    session_id: str,
+    secret: str,
+    issuer: str,
+    expires_at: datetime,
+    now: datetime | None = None,
+) -> str:
+    """A refresh token in JWT form. Its ``jti`` is the opaque refresh secret that
+    :mod:`django_tokens.sessions` tracks by digest, so the JWT rotates and can be revoked."""
+    key = keystore.signing_key()
+    issued_at = int((now or timezone.now()).timestamp())
+    claims = {
+        "iss": issuer,
+        "sub": str(user.pk),
+        "aud": issuer,
+        "iat": issued_at,
+        "exp": int(expires_at.timestamp()),
+        "jti": secret,
+        "sid": session_id,
+        "typ": REFRESH_TOKEN_CLAIM_TYPE,
+    }
+    return jws.sign(claims, key.private_key, key.algorithm, kid=key.kid, typ="JWT")
+
+
+def issue_id_token(
+    user: Any,
+    *,
+    session_id: str,
+    scopes: Iterable[str],
+    issuer: str,
+    audience: str,
+    auth_time: datetime,
+    lifetime: int,
+    metadata: Any = None,
+    now: datetime | None = None,
+) -> str:
+    """An OpenID Connect ID token (OIDC Core §2) with the claims the scopes grant (§5.4):
+    ``email`` -> email, email_verified; ``profile`` -> name, preferred_username;
+    ``app_metadata`` / ``user_metadata`` -> those objects from :class:`UserMetadata`."""
+    key = keystore.signing_key()
+    scopes = set(scopes)
+    issued_at = int((now or timezone.now()).timestamp())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": str(user.pk),
+        "aud": audience,
+        "azp": audience,
+        "iat": issued_at,
+        "exp": issued_at + lifetime,
+        "auth_time": int(auth_time.timestamp()),
+        "sid": session_id,
+    }
+    if "email" in scopes:
+        claims["email"] = user.email
+        claims["email_verified"] = bool(metadata and metadata.email_verified)
+    if "profile" in scopes:
+        claims["name"] = user.get_full_name() or user.get_username()
+        claims["preferred_username"] = user.get_username()
+    if "app_metadata" in scopes:
+        claims["app_metadata"] = dict(metadata.app_metadata) if metadata else {}
+    if "user_metadata" in scopes:
+        claims["user_metadata"] = dict(metadata.user_metadata) if metadata else {}
+    return jws.sign(claims, key.private_key, key.algorithm, kid=key.kid, typ="JWT")

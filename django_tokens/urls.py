@@ -16,5 +16,9 @@ urlpatterns = [
         r"^api/token/refresh(?:/)?$", views.PasswordRefreshView.as_view(), name="password-refresh"
     ),
     re_path(r"^\.well-known/jwks\.json(?:/)?$", views.JWKSView.as_view(), name="jwks"),
+    re_path(r"^auth/api-key(?:/)?$", views.ApiKeyTokenView.as_view(), name="api-key-token"),
+    re_path(r"^auth/login(?:/)?$", views.LoginView.as_view(), name="login"),
+    re_path(r"^auth/refresh(?:/)?$", views.ApiKeyRefreshView.as_view(), name="api-key-refresh"),
     re_path(r"^api/token/.+$", views.not_found),
+    re_path(r"^auth/.*$", views.not_found),
 ]

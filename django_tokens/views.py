@@ -13,7 +13,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -27,8 +32,8 @@ from rest_framework.views import APIView
 
 from django_tokens import errors, keystore
 from django_tokens.conf import token_settings
-from django_tokens.responses import password_token_body
-from django_tokens.services import password
+from django_tokens.responses import keycloak_token_body, password_token_body
+from django_tokens.services import api_key, password
 from django_tokens.tokens import issuer_for
 
 logger = logging.getLogger(__name__)
@@ -115,11 +120,14 @@ class TokenAPIView(APIView):
         return BaseThrottle().get_ident(request) or None
 
 
-def _text_field(value: Any, name: str) -> str:
+def _text_field(value: Any, name: str, invalid: errors.TokenServiceError | None = None) -> str:
+    """``value`` as a usable string, else ``invalid`` (default: 400 invalid_request)."""
     if not isinstance(value, str) or not value:
-        raise errors.InvalidRequest(f"'{name}' is required and must be a non-empty string.")
+        raise invalid or errors.InvalidRequest(
+            f"'{name}' is required and must be a non-empty string."
+        )
     if len(value) > MAX_CREDENTIAL_LENGTH or "\x00" in value or _SURROGATE.search(value):
-        raise errors.InvalidRequest(f"'{name}' is malformed.")
+        raise invalid or errors.InvalidRequest(f"'{name}' is malformed.")
     return value
 
 
@@ -209,6 +217,113 @@ class JWKSView(TokenAPIView):
         response = Response(keystore.jwks())
         response["Cache-Control"] = f"public, max-age={token_settings.JWKS_MAX_AGE}"
         return response
+
+
+_KEYCLOAK_TOKEN = inline_serializer(
+    "KeycloakToken",
+    {
+        "access_token": serializers.CharField(),
+        "expires_in": serializers.IntegerField(),
+        "refresh_expires_in": serializers.IntegerField(),
+        "refresh_token": serializers.CharField(),
+        "token_type": serializers.ChoiceField(choices=["bearer"]),
+        "id_token": serializers.CharField(),
+        "not-before-policy": serializers.IntegerField(),
+        "session_state": serializers.UUIDField(),
+        "scope": serializers.CharField(),
+    },
+)
+_KEYCLOAK_ERRORS = {
+    400: OpenApiResponse(_ERROR, description="Malformed body"),
+    401: OpenApiResponse(_ERROR, description="Missing or invalid credentials"),
+    429: OpenApiResponse(_ERROR, description="Too many failed attempts"),
+    503: OpenApiResponse(_ERROR, description="Shared cache unavailable"),
+}
+
+
+def _credentials_error() -> errors.InvalidCredentials:
+    return errors.InvalidCredentials(errors.CREDENTIALS_MESSAGE)
+
+
+class ApiKeyTokenView(TokenAPIView):
+    """``POST /auth/api-key``: ``Authorization: Bearer <assertion>`` signed with an API key's
+    shared secret (HS256/384/512, ``kid`` = the key id), for tokens in Keycloak's shape."""
+
+    @extend_schema(
+        operation_id="api_key_token",
+        summary="Exchange an API-key assertion for tokens",
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "Authorization",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="`Bearer <assertion>`: a JWT signed (HS256, HS384 or HS512) with "
+                "the API key's shared secret; header `kid` = the key id; claims `iat`, `exp` "
+                "(at most 300 s apart) and `jti`.",
+            )
+        ],
+        responses={200: _KEYCLOAK_TOKEN, **_KEYCLOAK_ERRORS},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        scheme, _, assertion = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise _credentials_error()
+        result = api_key.exchange_assertion(
+            _text_field(assertion.strip(), "assertion", _credentials_error()),
+            issuer=issuer_for(request),
+            client_ip=self.client_ip(request),
+        )
+        return Response(keycloak_token_body(result))
+
+
+class LoginView(TokenAPIView):
+    """``POST /auth/login``: email and password, for tokens in Keycloak's shape."""
+
+    @extend_schema(
+        operation_id="login",
+        summary="Log in with an email and password",
+        request=inline_serializer(
+            "EmailCredentials",
+            {"email": serializers.EmailField(), "password": serializers.CharField()},
+        ),
+        responses={200: _KEYCLOAK_TOKEN, **_KEYCLOAK_ERRORS},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.json_object(request)
+        result = api_key.login(
+            _text_field(data.get("email"), "email", _credentials_error()),
+            _text_field(data.get("password"), "password", _credentials_error()),
+            issuer=issuer_for(request),
+            client_ip=self.client_ip(request),
+            request=request._request,
+        )
+        return Response(keycloak_token_body(result))
+
+
+class ApiKeyRefreshView(TokenAPIView):
+    """``POST /auth/refresh``: a refresh JWT for new tokens in the same session."""
+
+    @extend_schema(
+        operation_id="api_key_refresh",
+        summary="Refresh tokens of an API-key or login session",
+        request=inline_serializer("RefreshJWTRequest", {"refresh_token": serializers.CharField()}),
+        responses={
+            200: _KEYCLOAK_TOKEN,
+            400: OpenApiResponse(_ERROR, description="Malformed body"),
+            401: OpenApiResponse(_ERROR, description="Wrong or expired refresh token"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.json_object(request)
+        invalid = errors.InvalidGrant(errors.REFRESH_MESSAGE)
+        refresh_token = _text_field(data.get("refresh_token"), "refresh_token", invalid)
+        result = api_key.refresh(refresh_token, issuer=issuer_for(request))
+        return Response(keycloak_token_body(result))
 
 
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

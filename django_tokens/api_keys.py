@@ -1,0 +1,135 @@
+"""API keys: issue, rotate the secret, revoke. One code path for commands and the admin.
+
+A key's secret (256 bits from the CSPRNG) is returned once, by :func:`issue` or
+:func:`rotate_secret`, and stored only encrypted by the secret box: assertions are checked
+with HMAC, so the service must be able to recover it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from django_tokens import sessions
+from django_tokens.conf import token_settings
+from django_tokens.crypto import DecryptionError, random_token, secret_box
+from django_tokens.models import ApiKey, Session
+
+logger = logging.getLogger(__name__)
+
+
+class ApiKeyNotFound(Exception):
+    """No API key has that key id."""
+
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    """A key and its secret in the clear: shown once, never stored so."""
+
+    api_key: ApiKey
+    secret: str
+
+
+def new_key_id() -> str:
+    return f"{token_settings.API_KEY_ID_PREFIX}{secrets.token_hex(12)}"
+
+
+def issue(
+    owner: Any,
+    *,
+    name: str,
+    scopes: Iterable[str] | None = None,
+    expires_in: timedelta | None = None,
+    now: datetime | None = None,
+) -> IssuedSecret:
+    """Create a key for ``owner``; the result carries the secret, which is never shown again."""
+    now = now or timezone.now()
+    secret = random_token()
+    scope_list = list(token_settings.API_KEY_SCOPES if scopes is None else scopes)
+    api_key = ApiKey.objects.create(
+        owner=owner,
+        name=name,
+        key_id=new_key_id(),
+        encrypted_secret=secret_box().encrypt(secret.encode()),
+        scope=" ".join(scope_list),
+        created_at=now,
+        expires_at=now + expires_in if expires_in is not None else None,
+    )
+    return IssuedSecret(api_key, secret)
+
+
+def get(key_id: str) -> ApiKey:
+    try:
+        return ApiKey.objects.select_related("owner").get(key_id=key_id)
+    except ApiKey.DoesNotExist:
+        raise ApiKeyNotFound(key_id) from None
+
+
+def rotate_secret(
+    key_id: str, *, grace: timedelta = timedelta(0), now: datetime | None = None
+) -> IssuedSecret:
+    """Give the key a new secret; the current one keeps working for ``grace``.
+
+    The row is locked while it changes, so concurrent rotations never lose a secret: each
+    one's predecessor becomes the previous secret of the next.
+    """
+    now = now or timezone.now()
+    secret = random_token()
+    with transaction.atomic(using=router.db_for_write(ApiKey)):
+        try:
+            api_key = ApiKey.objects.select_for_update().get(key_id=key_id)
+        except ApiKey.DoesNotExist:
+            raise ApiKeyNotFound(key_id) from None
+        if grace > timedelta(0):
+            api_key.encrypted_previous_secret = api_key.encrypted_secret
+            api_key.previous_secret_expires_at = now + grace
+        else:
+            api_key.encrypted_previous_secret = ""
+            api_key.previous_secret_expires_at = None
+        api_key.encrypted_secret = secret_box().encrypt(secret.encode())
+        api_key.save(
+            update_fields=[
+                "encrypted_secret",
+                "encrypted_previous_secret",
+                "previous_secret_expires_at",
+            ]
+        )
+    return IssuedSecret(api_key, secret)
+
+
+def revoke(key_id: str, *, now: datetime | None = None) -> int:
+    """Revoke the key and every session opened with it. Returns the number of sessions."""
+    now = now or timezone.now()
+    with transaction.atomic(using=router.db_for_write(ApiKey)):
+        updated = ApiKey.objects.filter(key_id=key_id, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+        if not updated and not ApiKey.objects.filter(key_id=key_id).exists():
+            raise ApiKeyNotFound(key_id)
+    return sessions.revoke_sessions(
+        Session.objects.filter(api_key__key_id=key_id), reason="api_key_revoked", now=now
+    )
+
+
+def secrets_for_verification(api_key: ApiKey, now: datetime) -> list[bytes]:
+    """The secrets an assertion may be signed with now: the current one, then the previous
+    one while its grace period lasts."""
+    box = secret_box()
+    found = [box.decrypt(api_key.encrypted_secret)]
+    if (
+        api_key.encrypted_previous_secret
+        and api_key.previous_secret_expires_at is not None
+        and api_key.previous_secret_expires_at > now
+    ):
+        try:
+            found.append(box.decrypt(api_key.encrypted_previous_secret))
+        except DecryptionError:
+            logger.error("API key %s: its previous secret cannot be decrypted.", api_key.key_id)
+    return found

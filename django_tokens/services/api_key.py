@@ -1,0 +1,326 @@
+"""API-key tokens (seed 000, "Authentication"), answered in Keycloak's response shape.
+
+Three ways in, one result: an HS256 assertion signed with an API key's shared secret
+(:func:`exchange_assertion`), an email and password (:func:`login`), or a refresh JWT
+(:func:`refresh`). Each opens or continues a session and returns an access token, a refresh
+JWT and an ID token, all signed by the keystore.
+
+Every credential failure says the same thing (seed 000: "Missing or invalid credentials"),
+whichever part failed; every refresh failure says the seed's refresh text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import authenticate, get_user_model
+from django.core.cache import caches
+from django.utils import timezone
+
+from django_tokens import api_keys, jws, keystore, sessions, throttling
+from django_tokens.conf import token_settings
+from django_tokens.crypto import DecryptionError, digest
+from django_tokens.errors import (
+    CREDENTIALS_MESSAGE,
+    REFRESH_MESSAGE,
+    InvalidCredentials,
+    InvalidGrant,
+    TemporarilyUnavailable,
+)
+from django_tokens.models import ApiKey, Session, UserMetadata
+from django_tokens.tokens import (
+    REFRESH_TOKEN_CLAIM_TYPE,
+    issue_access_token,
+    issue_id_token,
+    issue_refresh_jwt,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVICE = Session.Service.API_KEY
+#: Assertions are HMACs with the key's shared secret; nothing else is accepted (RFC 8725 §3.1).
+ASSERTION_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+REPLAY_PREFIX = "django_tokens:assertion"
+MAX_KEY_ID_LENGTH = 64
+MAX_JTI_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class KeycloakResult:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    id_token: str
+    session_state: str
+    scope: str
+
+
+def _refused() -> InvalidCredentials:
+    return InvalidCredentials(CREDENTIALS_MESSAGE)
+
+
+def _mint(
+    user: Any, refreshed: sessions.Refreshed, *, issuer: str, audience: str, now: datetime
+) -> KeycloakResult:
+    session = refreshed.session
+    session_id = str(session.pk)
+    extra = {"azp": audience}
+    access = issue_access_token(
+        user,
+        session_id=session_id,
+        scopes=session.scopes,
+        service=SERVICE,
+        issuer=issuer,
+        lifetime=token_settings.API_KEY_ACCESS_TOKEN_LIFETIME,
+        extra=extra,
+        now=now,
+    )
+    refresh_jwt = issue_refresh_jwt(
+        user,
+        session_id=session_id,
+        secret=refreshed.refresh_token,
+        issuer=issuer,
+        expires_at=refreshed.refresh_expires_at,
+        now=now,
+    )
+    id_token = issue_id_token(
+        user,
+        session_id=session_id,
+        scopes=session.scopes,
+        issuer=issuer,
+        audience=audience,
+        auth_time=session.created_at,
+        lifetime=token_settings.API_KEY_ACCESS_TOKEN_LIFETIME,
+        metadata=UserMetadata.objects.filter(user=user).first(),
+        now=now,
+    )
+    return KeycloakResult(
+        access_token=access.token,
+        expires_in=access.expires_in,
+        refresh_token=refresh_jwt,
+        refresh_expires_in=max(0, int((refreshed.refresh_expires_at - now).total_seconds())),
+        id_token=id_token,
+        session_state=session_id,
+        scope=session.scope,
+    )
+
+
+# -- assertions ----------------------------------------------------------------------------
+
+
+def _assertion_key_id(assertion: str) -> tuple[str, str]:
+    """The algorithm and key id of an assertion, refused before any key is looked up if the
+    algorithm is not an HMAC or no key id can be read (``kid``, else ``iss``)."""
+    try:
+        header = jws.unverified_header(assertion)
+        algorithm = header.get("alg")
+        if algorithm not in ASSERTION_ALGORITHMS:
+            raise _refused()
+        key_id = header.get("kid")
+        if key_id is None:
+            key_id = jws.unverified_claims(assertion).get("iss")
+    except jws.InvalidSignedToken as exc:
+        raise _refused() from exc
+    if not isinstance(key_id, str) or not key_id or len(key_id) > MAX_KEY_ID_LENGTH:
+        raise _refused()
+    return str(algorithm), key_id
+
+
+def _verified_claims(assertion: str, api_key: ApiKey, algorithm: str, now: datetime) -> dict:
+    """Check the HMAC with the current secret, then the previous one during its grace."""
+    try:
+        candidates = api_keys.secrets_for_verification(api_key, now)
+    except DecryptionError:
+        logger.error("API key %s: its secret cannot be decrypted.", api_key.key_id)
+        raise _refused() from None
+    for secret in candidates:
+        try:
+            return jws.verify(
+                assertion,
+                secret,
+                algorithm,
+                leeway=token_settings.LEEWAY,
+                require=("exp", "iat"),
+            )
+        except jws.ExpiredSignedToken as exc:
+            raise _refused() from exc
+        except jws.InvalidSignedToken:
+            continue
+    raise _refused()
+
+
+def _check_lifetime(claims: dict, now: datetime) -> int:
+    """``exp - iat`` within the configured maximum, ``iat`` not in the future; returns ``exp``."""
+    issued_at, expires_at = claims.get("iat"), claims.get("exp")
+    if not isinstance(issued_at, int | float) or not isinstance(expires_at, int | float):
+        raise _refused()
+    if expires_at - issued_at > token_settings.API_KEY_ASSERTION_MAX_AGE:
+        raise _refused()
+    if issued_at > now.timestamp() + token_settings.LEEWAY:
+        raise _refused()
+    return int(expires_at)
+
+
+def _accept_once(key_id: str, claims: dict, expires_at: int, now: datetime) -> None:
+    """Record the assertion's ``jti``; a second presentation within its lifetime is a replay.
+
+    ``cache.add`` is atomic on a shared cache (Redis), so this holds across processes. If the
+    cache cannot be reached the assertion is refused (503): never an accepted replay.
+    """
+    jti = claims.get("jti")
+    if jti is None and not token_settings.API_KEY_REQUIRE_JTI:
+        return
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+        raise _refused()
+    timeout = max(1, int(expires_at - now.timestamp()) + token_settings.LEEWAY)
+    record = f"{REPLAY_PREFIX}:{digest(key_id)[:32]}:{digest(jti)}"
+    try:
+        first_time = caches[token_settings.CACHE_ALIAS].add(record, 1, timeout=timeout)
+    except Exception as exc:
+        logger.error("Assertion replay store unreachable; refusing the assertion.", exc_info=True)
+        raise TemporarilyUnavailable() from exc
+    if not first_time:
+        logger.warning("Replayed assertion refused for API key %s.", key_id)
+        raise _refused()
+
+
+def exchange_assertion(
+    assertion: str, *, issuer: str, client_ip: str | None, now: datetime | None = None
+) -> KeycloakResult:
+    """``POST /auth/api-key``: an assertion signed with an API key's secret, for tokens."""
+    now = now or timezone.now()
+    ip_buckets = (
+        [throttling.Bucket("ip", client_ip, token_settings.THROTTLE_FAILURES_PER_IP)]
+        if client_ip
+        else []
+    )
+    try:
+        algorithm, key_id = _assertion_key_id(assertion)
+    except InvalidCredentials:
+        throttling.record_failure(ip_buckets)
+        raise
+    buckets = [
+        throttling.Bucket("key", key_id, token_settings.THROTTLE_FAILURES_PER_KEY),
+        *ip_buckets,
+    ]
+    throttling.check(buckets)
+    try:
+        api_key = ApiKey.objects.select_related("owner").filter(key_id=key_id).first()
+        if api_key is None or not api_key.is_live(now) or not api_key.owner.is_active:
+            raise _refused()
+        claims = _verified_claims(assertion, api_key, algorithm, now)
+        expires_at = _check_lifetime(claims, now)
+        _accept_once(key_id, claims, expires_at, now)
+    except InvalidCredentials:
+        throttling.record_failure(buckets)
+        raise
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    result: KeycloakResult = sessions.start(
+        api_key.owner,
+        service=SERVICE,
+        scopes=api_key.scopes,
+        api_key=api_key,
+        now=now,
+        then=lambda refreshed: _mint(
+            api_key.owner, refreshed, issuer=issuer, audience=api_key.key_id, now=now
+        ),
+    )
+    return result
+
+
+# -- email and password --------------------------------------------------------------------
+
+
+def _user_by_email(email: str) -> Any:
+    users = get_user_model()._default_manager.filter(email__iexact=email)[:2]
+    found = list(users)
+    return found[0] if len(found) == 1 else None
+
+
+def login(
+    email: str,
+    password: str,
+    *,
+    issuer: str,
+    client_ip: str | None,
+    request: Any = None,
+    now: datetime | None = None,
+) -> KeycloakResult:
+    """``POST /auth/login``: an email and password, checked by Django's auth backends."""
+    now = now or timezone.now()
+    buckets = [
+        throttling.Bucket("email", email.casefold(), token_settings.THROTTLE_FAILURES_PER_USERNAME)
+    ]
+    if client_ip:
+        buckets.append(throttling.Bucket("ip", client_ip, token_settings.THROTTLE_FAILURES_PER_IP))
+    throttling.check(buckets)
+    candidate = _user_by_email(email)
+    # Unknown emails still go through authenticate(): ModelBackend then runs the hasher once
+    # on a dummy password, so the timing does not reveal which emails exist.
+    username = candidate.get_username() if candidate is not None else email
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_active or user.email.casefold() != email.casefold():
+        throttling.record_failure(buckets)
+        raise _refused()
+    throttling.clear(buckets[0])
+    result: KeycloakResult = sessions.start(
+        user,
+        service=SERVICE,
+        scopes=token_settings.API_KEY_SCOPES,
+        now=now,
+        then=lambda refreshed: _mint(
+            user, refreshed, issuer=issuer, audience=token_settings.AUDIENCE, now=now
+        ),
+    )
+    return result
+
+
+# -- refresh -------------------------------------------------------------------------------
+
+
+def _refresh_secret(refresh_jwt: str, issuer: str) -> str:
+    try:
+        header = jws.unverified_header(refresh_jwt)
+        kid = header.get("kid")
+        key = keystore.verification_key(kid) if isinstance(kid, str) and kid else None
+        if key is None:
+            raise jws.InvalidSignedToken("Unknown signing key.")
+        claims = jws.verify(
+            refresh_jwt,
+            key.public_key,
+            key.algorithm,
+            audience=issuer,
+            issuer=issuer,
+            leeway=token_settings.LEEWAY,
+            require=("exp", "iat", "jti", "sid", "sub"),
+        )
+    except jws.InvalidSignedToken as exc:
+        raise InvalidGrant(REFRESH_MESSAGE) from exc
+    secret = claims.get("jti")
+    if claims.get("typ") != REFRESH_TOKEN_CLAIM_TYPE or not isinstance(secret, str):
+        raise InvalidGrant(REFRESH_MESSAGE)
+    return secret
+
+
+def refresh(refresh_jwt: str, *, issuer: str, now: datetime | None = None) -> KeycloakResult:
+    """``POST /auth/refresh``: rotate the refresh JWT; the session (``session_state``) stays."""
+    now = now or timezone.now()
+    secret = _refresh_secret(refresh_jwt, issuer)
+
+    def mint(refreshed: sessions.Refreshed) -> KeycloakResult:
+        session = refreshed.session
+        api_key = session.api_key
+        if api_key is not None and not api_key.is_live(now):
+            raise sessions.InvalidRefreshToken("The API key is revoked or expired.")
+        audience = api_key.key_id if api_key is not None else token_settings.AUDIENCE
+        return _mint(session.user, refreshed, issuer=issuer, audience=audience, now=now)
+
+    try:
+        result: KeycloakResult = sessions.rotate(secret, service=SERVICE, now=now, then=mint)
+    except sessions.InvalidRefreshToken as exc:
+        raise InvalidGrant(REFRESH_MESSAGE) from exc
+    return result
