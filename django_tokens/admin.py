@@ -13,8 +13,8 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_tokens import sessions
-from django_tokens.models import Session, SigningKey
+from django_tokens import api_keys, sessions
+from django_tokens.models import ApiKey, Session, SigningKey, UserMetadata
 
 
 @admin.register(SigningKey)
@@ -71,3 +71,69 @@ class SessionAdmin(admin.ModelAdmin):
             ngettext("%d session revoked.", "%d sessions revoked.", count) % count,
             messages.SUCCESS,
         )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """API keys are issued with ``create_api_key`` (the secret is shown once, there); here
+    they are listed, searched and revoked. No secret is ever displayed."""
+
+    list_display = (
+        "name",
+        "key_id",
+        "owner",
+        "scope",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("key_id", "name", "owner__username", "owner__email")
+    list_select_related = ("owner",)
+    fields = (
+        "name",
+        "key_id",
+        "owner",
+        "scope",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "previous_secret_expires_at",
+        "revoked_at",
+    )
+    readonly_fields = (
+        "key_id",
+        "owner",
+        "created_at",
+        "last_used_at",
+        "previous_secret_expires_at",
+        "revoked_at",
+    )
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(
+        description=_("Revoke selected API keys and their sessions"), permissions=["change"]
+    )
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = list(queryset.filter(revoked_at__isnull=True).values_list("key_id", flat=True))
+        revoked_sessions = sum(api_keys.revoke(key_id) for key_id in keys)
+        self.message_user(
+            request,
+            _("%(keys)d key(s) and %(sessions)d session(s) revoked.")
+            % {"keys": len(keys), "sessions": revoked_sessions},
+            messages.SUCCESS,
+        )
+
+
+@admin.register(UserMetadata)
+class UserMetadataAdmin(admin.ModelAdmin):
+    """``app_metadata`` and ``user_metadata`` travel in ID tokens granted those scopes."""
+
+    list_display = ("user", "email_verified")
+    list_filter = ("email_verified",)
+    search_fields = ("user__username", "user__email")
+    autocomplete_fields = ("user",)

@@ -5,15 +5,21 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_tokens import keystore
+from django_tokens import api_keys, keystore
+from django_tokens.models import ApiKey, UserMetadata
 from example_project.demo.models import CustomerProfile
 
 ADMIN = ("admin", "admin-demo-password")
 DEMO = ("demo", "demo-password")
+DEMO_KEY_NAME = "demo-key"
 
 
 class Command(BaseCommand):
-    help = "Create a superuser, a demo user and the signing keys; print the demo credentials."
+    help = (
+        "Create a superuser, a demo user with an API key, and the signing keys; print the demo "
+        "credentials. The demo key's secret is rotated on each run, since a secret is only "
+        "ever shown once."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
@@ -36,10 +42,27 @@ class Command(BaseCommand):
             user=demo,
             defaults={"phone": "25472100200", "client": "Demo_Client", "parent": "Demo_Parent"},
         )
+        UserMetadata.objects.update_or_create(
+            user=demo,
+            defaults={
+                "email_verified": True,
+                "app_metadata": {"plan": "demo", "roles": ["reader"]},
+                "user_metadata": {"theme": "dark", "language": "en"},
+            },
+        )
+        key = ApiKey.objects.filter(owner=demo, name=DEMO_KEY_NAME, revoked_at=None).first()
+        if key is None:
+            issued = api_keys.issue(demo, name=DEMO_KEY_NAME)
+        else:
+            issued = api_keys.rotate_secret(key.key_id)
         keystore.ensure_keys()
-        self.stdout.write(self._instructions(options["base_url"].rstrip("/")))
+        self.stdout.write(
+            self._instructions(
+                options["base_url"].rstrip("/"), issued.api_key.key_id, issued.secret
+            )
+        )
 
-    def _instructions(self, url: str) -> str:
+    def _instructions(self, url: str, key_id: str, secret: str) -> str:
         return f"""
 Demo data is ready.
 
@@ -65,6 +88,17 @@ All in one go (needs python3 for the JSON):
        -H 'username: {DEMO[0]}' -H 'password: {DEMO[1]}' \\
        | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s {url}/api/me -H "Authorization: Bearer $ACCESS_TOKEN"
+
+API-key tokens (seed 000) with the demo user's key:
+  export KEY_ID={key_id} SECRET={secret}
+  .venv/bin/python examples/api_key_client.py {url}     # PyJWT signs the assertion
+  examples/api_key_client.sh {url}                      # bash + openssl + curl
+
+Log in by email (same response shape), then refresh with the refresh_token it returns:
+  curl -s -X POST {url}/auth/login -H 'Content-Type: application/json' \\
+       -d '{{"email": "demo@example.com", "password": "{DEMO[1]}"}}'
+  curl -s -X POST {url}/auth/refresh -H 'Content-Type: application/json' \\
+       -d "{{\\"refresh_token\\": \\"$REFRESH_TOKEN\\"}}"
 
 Public keys (JWKS):  curl -s {url}/.well-known/jwks.json
 OpenAPI schema:      curl -s {url}/api/schema
