@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ UNKNOWN_KID_RELOAD_INTERVAL = 1.0
 #: A snapshot is reloaded after this many seconds even if the version stamp did not change,
 #: so a lost stamp (a flushed or process-local cache) cannot keep a process on stale keys.
 SNAPSHOT_MAX_AGE = 300.0
+MAX_KID_LENGTH = 128
 PUBLISHED_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.State.RETIRING)
 
 
@@ -221,6 +223,41 @@ def verification_key(kid: str) -> LoadedKey | None:
         return None
     _last_unknown_kid_reload = time.monotonic()
     return _current(force=True).verifying.get(kid)
+
+
+def verify(
+    token: str | bytes,
+    *,
+    types: Collection[str],
+    audience: str,
+    issuer: str,
+    require: Iterable[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a token this keystore signed; return its header and claims.
+
+    The key is the published one its ``kid`` names, with that key's algorithm pinned; the
+    header's ``typ`` must be one of ``types`` (compared case-insensitively), so one kind of
+    token cannot pass for another. Raises :class:`jws.InvalidSignedToken`.
+    """
+    header = jws.unverified_header(token)
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+        raise jws.InvalidSignedToken("Token has no usable kid.")
+    if str(header.get("typ", "")).lower() not in types:
+        raise jws.InvalidSignedToken("Token is of another type.")
+    key = verification_key(kid)
+    if key is None:
+        raise jws.InvalidSignedToken("Unknown signing key.")
+    claims = jws.verify(
+        token,
+        key.public_key,
+        key.algorithm,
+        audience=audience,
+        issuer=issuer,
+        leeway=token_settings.LEEWAY,
+        require=require,
+    )
+    return header, claims
 
 
 def jwks() -> dict[str, Any]:
