@@ -1,6 +1,6 @@
 """API keys: issue, rotate the secret, revoke. One code path for commands and the admin.
 
-A key's secret (256 bits from the CSPRNG) is returned once, by :func:`issue` or
+A key's secret (384 bits from the CSPRNG, 64 characters) is returned once, by :func:`issue` or
 :func:`rotate_secret`, and stored only encrypted by the secret box: assertions are checked
 with HMAC, so the service must be able to recover it.
 """
@@ -23,6 +23,10 @@ from django_tokens.crypto import DecryptionError, random_token, secret_box
 from django_tokens.models import ApiKey, Session
 
 logger = logging.getLogger(__name__)
+
+#: 48 random bytes make a 64-character secret: as long as the hash output of HS512, the
+#: longest algorithm assertions may use (RFC 7518 §3.2 requires a key at least that long).
+SECRET_BYTES = 48
 
 
 class ApiKeyNotFound(Exception):
@@ -51,7 +55,7 @@ def issue(
 ) -> IssuedSecret:
     """Create a key for ``owner``; the result carries the secret, which is never shown again."""
     now = now or timezone.now()
-    secret = random_token()
+    secret = random_token(SECRET_BYTES)
     scope_list = list(token_settings.API_KEY_SCOPES if scopes is None else scopes)
     api_key = ApiKey.objects.create(
         owner=owner,
@@ -81,7 +85,7 @@ def rotate_secret(
     one's predecessor becomes the previous secret of the next.
     """
     now = now or timezone.now()
-    secret = random_token()
+    secret = random_token(SECRET_BYTES)
     with transaction.atomic(using=router.db_for_write(ApiKey)):
         try:
             api_key = ApiKey.objects.select_for_update().get(key_id=key_id)

@@ -263,7 +263,15 @@ def login(
     # on a dummy password, so the timing does not reveal which emails exist.
     username = candidate.get_username() if candidate is not None else email
     user = authenticate(request, username=username, password=password)
-    if user is None or not user.is_active or user.email.casefold() != email.casefold():
+    # Only the one user with that email may log in by it: with no unique candidate, a user
+    # whose username happens to be the email must not get in through the fallback above.
+    if (
+        user is None
+        or candidate is None
+        or user.pk != candidate.pk
+        or not user.is_active
+        or user.email.casefold() != email.casefold()
+    ):
         throttling.record_failure(buckets)
         raise _refused()
     throttling.clear(buckets[0])
@@ -284,18 +292,11 @@ def login(
 
 def _refresh_secret(refresh_jwt: str, issuer: str) -> str:
     try:
-        header = jws.unverified_header(refresh_jwt)
-        kid = header.get("kid")
-        key = keystore.verification_key(kid) if isinstance(kid, str) and kid else None
-        if key is None:
-            raise jws.InvalidSignedToken("Unknown signing key.")
-        claims = jws.verify(
+        _, claims = keystore.verify(
             refresh_jwt,
-            key.public_key,
-            key.algorithm,
+            types={"jwt"},
             audience=issuer,
             issuer=issuer,
-            leeway=token_settings.LEEWAY,
             require=("exp", "iat", "jti", "sid", "sub"),
         )
     except jws.InvalidSignedToken as exc:

@@ -47,12 +47,15 @@ class Command(BaseCommand):
         scopes = options["scopes"].split() if options["scopes"] is not None else None
         if scopes is not None and not scopes:
             raise CommandError("--scopes must name at least one scope.")
-        issued = api_keys.issue(
-            owner,
-            name=name,
-            scopes=scopes,
-            expires_in=timedelta(days=days) if days is not None else None,
-        )
+        try:
+            issued = api_keys.issue(
+                owner,
+                name=name,
+                scopes=scopes,
+                expires_in=timedelta(days=days) if days is not None else None,
+            )
+        except OverflowError:
+            raise CommandError("--expires-in is too large.") from None
         key = issued.api_key
         if options["json"]:
             self.stdout.write(

@@ -35,6 +35,8 @@ class Command(BaseCommand):
             )
         except api_keys.ApiKeyNotFound:
             raise CommandError(f"Unknown API key: {options['key_id']!r}.") from None
+        except OverflowError:
+            raise CommandError("--grace is too large.") from None
         key = issued.api_key
         until = key.previous_secret_expires_at
         if options["json"]:
