@@ -33,6 +33,10 @@ class ApiKeyNotFound(Exception):
     """No API key has that key id."""
 
 
+class ApiKeyNotLive(Exception):
+    """The key is revoked or expired: a new secret for it could never be used."""
+
+
 @dataclass(frozen=True)
 class IssuedSecret:
     """A key and its secret in the clear: shown once, never stored so."""
@@ -91,6 +95,8 @@ def rotate_secret(
             api_key = ApiKey.objects.select_for_update().get(key_id=key_id)
         except ApiKey.DoesNotExist:
             raise ApiKeyNotFound(key_id) from None
+        if not api_key.is_live(now):
+            raise ApiKeyNotLive(key_id)
         if grace > timedelta(0):
             api_key.encrypted_previous_secret = api_key.encrypted_secret
             api_key.previous_secret_expires_at = now + grace

@@ -10,6 +10,8 @@ from django.utils.module_loading import import_string
 
 from django_tokens.conf import DEFAULTS, SIGNING_ALGORITHMS
 
+MAX_KEY_ID_PREFIX_LENGTH = 16
+
 _PROCESS_LOCAL_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
     "django.core.cache.backends.dummy.DummyCache",
@@ -105,6 +107,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 hint="Set ISSUER to the public origin of the token service, e.g. "
                 "'https://auth.example.com'.",
                 id="django_tokens.W003",
+            )
+        )
+    prefix = user_settings.get("API_KEY_ID_PREFIX", DEFAULTS["API_KEY_ID_PREFIX"])
+    if not isinstance(prefix, str) or len(prefix) > MAX_KEY_ID_PREFIX_LENGTH:
+        messages.append(
+            Error(
+                "DJANGO_TOKENS['API_KEY_ID_PREFIX'] must be a string of at most "
+                f"{MAX_KEY_ID_PREFIX_LENGTH} characters.",
+                hint="Key ids are the prefix plus 24 random characters, and must fit in 64.",
+                id="django_tokens.E008",
             )
         )
     if "rest_framework" not in settings.INSTALLED_APPS:

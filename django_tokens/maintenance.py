@@ -99,8 +99,8 @@ def reencrypt_secrets() -> ReencryptResult:
             except DecryptionError:
                 result.failed.append(f"{model._meta.label}:{pk}")
                 continue
-            model._default_manager.filter(pk=pk, **{field_name: ciphertext}).update(
-                **{field_name: fresh}
-            )
-            result.reencrypted += 1
+            # A row changed meanwhile (a rotation) is left as it is: it is current already.
+            result.reencrypted += model._default_manager.filter(
+                pk=pk, **{field_name: ciphertext}
+            ).update(**{field_name: fresh})
     return result

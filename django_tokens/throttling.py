@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.core.cache import caches
 
 from django_tokens.conf import token_settings
-from django_tokens.errors import TemporarilyUnavailable, TooManyAttempts
+from django_tokens.errors import InvalidCredentials, TemporarilyUnavailable, TooManyAttempts
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,18 @@ class Bucket:
         # Hashed: the key must not carry a username or address into cache dumps verbatim.
         value = hashlib.sha256(self.value.encode()).hexdigest()[:32]
         return f"{PREFIX}:{self.kind}:{value}:{window_start}"
+
+
+def client_buckets(client_ip: str | None) -> list[Bucket]:
+    """The client address's bucket, when the address is known."""
+    if not client_ip:
+        return []
+    return [Bucket("ip", client_ip, token_settings.THROTTLE_FAILURES_PER_IP)]
+
+
+def buckets_for(kind: str, value: str, limit: int, client_ip: str | None) -> list[Bucket]:
+    """The account's bucket first, then the client address's."""
+    return [Bucket(kind, value, limit), *client_buckets(client_ip)]
 
 
 def _window(now: float) -> tuple[int, int]:
@@ -62,6 +75,10 @@ def check(buckets: Sequence[Bucket], *, now: float | None = None) -> None:
 
 
 def record_failure(buckets: Sequence[Bucket], *, now: float | None = None) -> None:
+    """Count one failure against every enabled bucket (a limit of 0 disables a bucket)."""
+    buckets = [bucket for bucket in buckets if bucket.limit > 0]
+    if not buckets:
+        return
     now = time.time() if now is None else now
     start, end = _window(now)
     cache = caches[token_settings.CACHE_ALIAS]
@@ -81,8 +98,25 @@ def record_failure(buckets: Sequence[Bucket], *, now: float | None = None) -> No
 
 def clear(bucket: Bucket, *, now: float | None = None) -> None:
     """Forget a bucket's failures (a user who logged in successfully)."""
+    if bucket.limit <= 0:
+        return
     now = time.time() if now is None else now
     try:
         caches[token_settings.CACHE_ALIAS].delete(bucket.key(_window(now)[0]))
     except Exception:
         logger.warning("Could not clear a failure counter.", exc_info=True)
+
+
+@contextmanager
+def counting_failures(buckets: Sequence[Bucket]) -> Iterator[None]:
+    """Guard a credential check: refuse at once when a bucket is full; count a failure
+    against every bucket when the block raises :class:`InvalidCredentials`; forget the first
+    bucket's failures (the account's) when it succeeds."""
+    check(buckets)
+    try:
+        yield
+    except InvalidCredentials:
+        record_failure(buckets)
+        raise
+    if buckets:
+        clear(buckets[0])

@@ -272,11 +272,13 @@ def test_human_output_shows_each_secret_once_with_the_warning(project, seeded):
     assert not stored_anywhere(project, secret)
     assert decrypt(api_key_row(project, key_id)["encrypted_secret"]) == secret
 
-    with_grace, without_grace, revoked = project.run_concurrently(
+    with_grace, without_grace = project.run_concurrently(
         ["rotate_api_key_secret", key_id, "--grace", "60"],
         ["rotate_api_key_secret", seeded.key_id],
-        ["revoke_api_key", seeded.key_id],
     )
+    # After the rotations: a revoked key's secret can no longer be rotated.
+    revoked = project.run("revoke_api_key", seeded.key_id)
+    rotated_after_revocation = project.run("rotate_api_key_secret", seeded.key_id)
 
     for rotated in (with_grace, without_grace):
         assert rotated.returncode == 0, rotated.stderr
@@ -292,6 +294,11 @@ def test_human_output_shows_each_secret_once_with_the_warning(project, seeded):
     assert without_grace.stdout.splitlines()[2] == "The old secret no longer works."
     assert revoked.returncode == 0, revoked.stderr
     assert revoked.stdout == f"Revoked {seeded.key_id} and 0 session(s) opened with it.\n"
+    assert rotated_after_revocation.returncode != 0
+    assert rotated_after_revocation.stdout == ""
+    assert rotated_after_revocation.stderr == (
+        f"CommandError: API key '{seeded.key_id}' is revoked or expired; issue a new key.\n"
+    )
 
 
 # -- a key's life against the running server -----------------------------------------------

@@ -29,6 +29,7 @@ import time_machine
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.conf import settings
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from django_tokens import api_keys, keystore
 from django_tokens.api_keys import IssuedSecret
@@ -190,8 +191,12 @@ def get_me(client: Client, access_token: str) -> Any:
 # -- checks --------------------------------------------------------------------------------
 
 
-def assert_keycloak_response(response: Any, scope: str = DEFAULT_SCOPE) -> dict[str, Any]:
-    """Status 200, ``no-store``, and exactly the nine keys of seed 000 with their fixed values."""
+def assert_keycloak_response(
+    response: Any, scope: str = DEFAULT_SCOPE, expires_in: int = 86400
+) -> dict[str, Any]:
+    """Status 200, ``no-store``, and exactly the nine keys of seed 000 with their fixed values.
+
+    ``expires_in`` is 86400 unless the key expires sooner: no token outlives its key."""
     assert response.status_code == 200, response.content
     assert response["Content-Type"] == "application/json"
     assert response["Cache-Control"] == "no-store"
@@ -199,7 +204,7 @@ def assert_keycloak_response(response: Any, scope: str = DEFAULT_SCOPE) -> dict[
     assert set(body) == KEYCLOAK_KEYS
     assert body["token_type"] == "bearer"
     assert body["not-before-policy"] == 0
-    assert body["expires_in"] == 86400
+    assert body["expires_in"] == expires_in
     assert type(body["refresh_expires_in"]) is int
     assert body["scope"] == scope
     for name in ("access_token", "refresh_token", "id_token"):
@@ -268,8 +273,12 @@ def metadata(user: Any) -> UserMetadata:
 
 
 def obtain(client: Client, issued: IssuedSecret) -> dict[str, Any]:
+    expires_at = issued.api_key.expires_at
+    seconds_left = (expires_at - timezone.now()).total_seconds() if expires_at else 86400
     return assert_keycloak_response(
-        exchange(client, sign_assertion(issued)), scope=issued.api_key.scope
+        exchange(client, sign_assertion(issued)),
+        scope=issued.api_key.scope,
+        expires_in=int(min(86400, seconds_left)),
     )
 
 
@@ -585,7 +594,7 @@ def test_assertion_of_an_expired_key_is_refused(client: Client, user: Any, froze
     frozen.shift(2)
     after = exchange(client, sign_assertion(issued))
 
-    assert_keycloak_response(before)
+    assert_keycloak_response(before, expires_in=1)
     assert_refusal(after, CREDENTIALS_REFUSED)
 
 
@@ -962,7 +971,11 @@ def test_refresh_is_refused_once_the_key_has_expired(
         )
 
     frozen.shift(1800)
-    second = assert_keycloak_response(refresh(client, first["refresh_token"]))
+    key_expiry = ApiKey.objects.get(pk=issued.api_key.pk).expires_at
+    second = assert_keycloak_response(
+        refresh(client, first["refresh_token"]),
+        expires_in=int((key_expiry - timezone.now()).total_seconds()),
+    )
     frozen.shift(1801)
     third = refresh(client, second["refresh_token"])
 
@@ -978,6 +991,19 @@ def test_refresh_expires_in_is_capped_by_the_keys_expiry(
 
     assert body["refresh_expires_in"] == 3600
     assert unverified(body["refresh_token"])["exp"] == int(time.time()) + 3600
+
+
+def test_access_and_id_tokens_do_not_outlive_the_key(
+    client: Client, user: Any, frozen: Any
+) -> None:
+    issued = api_keys.issue(user, name="short-lived", expires_in=timedelta(hours=1))
+
+    body = obtain(client, issued)
+
+    assert body["expires_in"] == 3600
+    key_expiry = int(time.time()) + 3600
+    assert unverified(body["access_token"])["exp"] == key_expiry
+    assert unverified(body["id_token"])["exp"] == key_expiry
 
 
 def test_refresh_of_a_deactivated_owner_is_refused(

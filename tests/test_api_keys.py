@@ -300,16 +300,24 @@ def test_concurrent_rotations_and_revoke_leave_a_revoked_key_with_readable_secre
     key_id = issued.api_key.key_id
     opened = sessions.start(user, service=API_KEY, api_key=issued.api_key)
 
-    *rotations, revoked_sessions = run_together(
-        *[lambda: api_keys.rotate_secret(key_id, grace=GRACE)] * ROTATIONS,
-        lambda: api_keys.revoke(key_id),
+    def rotate_unless_revoked():
+        try:
+            return api_keys.rotate_secret(key_id, grace=GRACE)
+        except api_keys.ApiKeyNotLive:
+            return None  # came after the revoke: a revoked key gets no new secret
+
+    *results, revoked_sessions = run_together(
+        *[rotate_unless_revoked] * ROTATIONS, lambda: api_keys.revoke(key_id)
     )
 
     assert revoked_sessions == 1
     stored = reloaded(issued.api_key)
     assert stored.revoked_at is not None
+    rotations = [rotation for rotation in results if rotation is not None]
+    assert all(rotation.api_key.revoked_at is None for rotation in rotations)
     chain = assert_one_chain(issued.secret, rotations)
-    assert verification_secrets(stored, timezone.now()) == [chain[-1], chain[-2]]
+    expected = [chain[-1], chain[-2]] if rotations else [chain[-1]]
+    assert verification_secrets(stored, timezone.now()) == expected
     assert Session.objects.get(pk=opened.session.pk).revoked_at is not None
 
 
@@ -456,3 +464,31 @@ def test_reencrypt_secrets_moves_current_and_previous_secrets_under_the_newest_k
         assert only_new.decrypt(stored.encrypted_previous_secret).decode() == rotated_key.secret
         assert verification_secrets(stored, now) == [rotated.secret, rotated_key.secret]
         assert verification_secrets(reloaded(plain.api_key), now) == [plain.secret]
+
+
+def test_a_key_revoked_after_its_assertion_was_checked_opens_no_session(issued, now):
+    from django_tokens.errors import InvalidCredentials
+    from django_tokens.services import api_key as api_key_service
+
+    checked = ApiKey.objects.select_related("owner").get(pk=issued.api_key.pk)
+    assert checked.is_live(now)
+    api_keys.revoke(checked.key_id, now=now)
+
+    with pytest.raises(InvalidCredentials):
+        api_key_service._open_session(checked, issuer="http://testserver", now=now)
+
+    assert not Session.objects.filter(api_key=checked).exists()
+
+
+@pytest.mark.parametrize("state", ["revoked", "expired"])
+def test_rotating_a_revoked_or_expired_key_is_refused(issued, now, state):
+    if state == "revoked":
+        api_keys.revoke(issued.api_key.key_id, now=now)
+    else:
+        ApiKey.objects.filter(pk=issued.api_key.pk).update(expires_at=now)
+    before = reloaded(issued.api_key).encrypted_secret
+
+    with pytest.raises(api_keys.ApiKeyNotLive):
+        api_keys.rotate_secret(issued.api_key.key_id, now=now)
+
+    assert reloaded(issued.api_key).encrypted_secret == before

@@ -174,3 +174,14 @@ def test_several_problems_are_reported_together():
             "django_tokens.E006",
             "django_tokens.W003",
         ]
+
+
+@pytest.mark.parametrize("prefix", ["x" * 17, 42])
+def test_e008_api_key_id_prefix_too_long_or_not_a_string(prefix):
+    with production({**GOOD_TOKENS, "API_KEY_ID_PREFIX": prefix}):
+        assert ids(check_settings()) == ["django_tokens.E008"]
+
+
+def test_e008_accepts_a_short_prefix():
+    with production({**GOOD_TOKENS, "API_KEY_ID_PREFIX": "acme_live_"}):
+        assert ids(check_settings()) == []

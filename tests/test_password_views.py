@@ -826,3 +826,22 @@ def test_a_failed_refresh_leaves_the_presented_token_unused(
         retried = refresh(client, body["refresh_token"])
     assert retried.status_code == 200
     assert RefreshToken.objects.filter(used_at__isnull=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_with_throttling_disabled_an_unreachable_cache_does_not_turn_failures_into_503(
+    client: Client, user: Any
+) -> None:
+    with (
+        unreachable_cache(),
+        tokens_config(
+            CACHE_ALIAS="unreachable",
+            THROTTLE_FAILURES_PER_USERNAME=0,
+            THROTTLE_FAILURES_PER_IP=0,
+        ),
+    ):
+        wrong = post_json(client, "/api/token", {"username": "alice", "password": "wrong"})
+        right = post_json(client, "/api/token", {"username": "alice", "password": "alice-password"})
+
+    assert_error(wrong, 401, "invalid_credentials")
+    assert right.status_code == 200

@@ -69,13 +69,19 @@ def _mint(
     session = refreshed.session
     session_id = str(session.pk)
     extra = {"azp": audience}
+    # No token outlives its session or its API key.
+    ends = [session.expires_at]
+    if session.api_key is not None and session.api_key.expires_at is not None:
+        ends.append(session.api_key.expires_at)
+    seconds_left = int((min(ends) - now).total_seconds())
+    lifetime = max(1, min(token_settings.API_KEY_ACCESS_TOKEN_LIFETIME, seconds_left))
     access = issue_access_token(
         user,
         session_id=session_id,
         scopes=session.scopes,
         service=SERVICE,
         issuer=issuer,
-        lifetime=token_settings.API_KEY_ACCESS_TOKEN_LIFETIME,
+        lifetime=lifetime,
         extra=extra,
         now=now,
     )
@@ -94,7 +100,7 @@ def _mint(
         issuer=issuer,
         audience=audience,
         auth_time=session.created_at,
-        lifetime=token_settings.API_KEY_ACCESS_TOKEN_LIFETIME,
+        lifetime=lifetime,
         metadata=UserMetadata.objects.filter(user=user).first(),
         now=now,
     )
@@ -188,48 +194,49 @@ def _accept_once(key_id: str, claims: dict, expires_at: int, now: datetime) -> N
         raise _refused()
 
 
-def exchange_assertion(
-    assertion: str, *, issuer: str, client_ip: str | None, now: datetime | None = None
-) -> KeycloakResult:
-    """``POST /auth/api-key``: an assertion signed with an API key's secret, for tokens."""
-    now = now or timezone.now()
-    ip_buckets = (
-        [throttling.Bucket("ip", client_ip, token_settings.THROTTLE_FAILURES_PER_IP)]
-        if client_ip
-        else []
-    )
-    try:
-        algorithm, key_id = _assertion_key_id(assertion)
-    except InvalidCredentials:
-        throttling.record_failure(ip_buckets)
-        raise
-    buckets = [
-        throttling.Bucket("key", key_id, token_settings.THROTTLE_FAILURES_PER_KEY),
-        *ip_buckets,
-    ]
-    throttling.check(buckets)
-    try:
-        api_key = ApiKey.objects.select_related("owner").filter(key_id=key_id).first()
-        if api_key is None or not api_key.is_live(now) or not api_key.owner.is_active:
+def _open_session(api_key: ApiKey, *, issuer: str, now: datetime) -> KeycloakResult:
+    def mint(refreshed: sessions.Refreshed) -> KeycloakResult:
+        # In the session's transaction, and only while the key is not revoked: the UPDATE
+        # locks the key's row, so a concurrent revoke_api_key either happened before (and
+        # this refuses) or waits for this session to exist (and revokes it too).
+        still_live = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+            last_used_at=now
+        )
+        if not still_live:
             raise _refused()
-        claims = _verified_claims(assertion, api_key, algorithm, now)
-        expires_at = _check_lifetime(claims, now)
-        _accept_once(key_id, claims, expires_at, now)
-    except InvalidCredentials:
-        throttling.record_failure(buckets)
-        raise
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        return _mint(api_key.owner, refreshed, issuer=issuer, audience=api_key.key_id, now=now)
+
     result: KeycloakResult = sessions.start(
         api_key.owner,
         service=SERVICE,
         scopes=api_key.scopes,
         api_key=api_key,
         now=now,
-        then=lambda refreshed: _mint(
-            api_key.owner, refreshed, issuer=issuer, audience=api_key.key_id, now=now
-        ),
+        then=mint,
     )
     return result
+
+
+def exchange_assertion(
+    assertion: str, *, issuer: str, client_ip: str | None, now: datetime | None = None
+) -> KeycloakResult:
+    """``POST /auth/api-key``: an assertion signed with an API key's secret, for tokens."""
+    now = now or timezone.now()
+    try:
+        algorithm, key_id = _assertion_key_id(assertion)
+    except InvalidCredentials:
+        # Nothing names a key: the failure counts against the client's address alone.
+        throttling.record_failure(throttling.client_buckets(client_ip))
+        raise
+    limit = token_settings.THROTTLE_FAILURES_PER_KEY
+    with throttling.counting_failures(throttling.buckets_for("key", key_id, limit, client_ip)):
+        api_key = ApiKey.objects.select_related("owner").filter(key_id=key_id).first()
+        if api_key is None or not api_key.is_live(now) or not api_key.owner.is_active:
+            raise _refused()
+        claims = _verified_claims(assertion, api_key, algorithm, now)
+        expires_at = _check_lifetime(claims, now)
+        _accept_once(key_id, claims, expires_at, now)
+    return _open_session(api_key, issuer=issuer, now=now)
 
 
 # -- email and password --------------------------------------------------------------------
@@ -252,29 +259,24 @@ def login(
 ) -> KeycloakResult:
     """``POST /auth/login``: an email and password, checked by Django's auth backends."""
     now = now or timezone.now()
-    buckets = [
-        throttling.Bucket("email", email.casefold(), token_settings.THROTTLE_FAILURES_PER_USERNAME)
-    ]
-    if client_ip:
-        buckets.append(throttling.Bucket("ip", client_ip, token_settings.THROTTLE_FAILURES_PER_IP))
-    throttling.check(buckets)
-    candidate = _user_by_email(email)
-    # Unknown emails still go through authenticate(): ModelBackend then runs the hasher once
-    # on a dummy password, so the timing does not reveal which emails exist.
-    username = candidate.get_username() if candidate is not None else email
-    user = authenticate(request, username=username, password=password)
-    # Only the one user with that email may log in by it: with no unique candidate, a user
-    # whose username happens to be the email must not get in through the fallback above.
-    if (
-        user is None
-        or candidate is None
-        or user.pk != candidate.pk
-        or not user.is_active
-        or user.email.casefold() != email.casefold()
-    ):
-        throttling.record_failure(buckets)
-        raise _refused()
-    throttling.clear(buckets[0])
+    limit = token_settings.THROTTLE_FAILURES_PER_USERNAME
+    buckets = throttling.buckets_for("email", email.casefold(), limit, client_ip)
+    with throttling.counting_failures(buckets):
+        candidate = _user_by_email(email)
+        # Unknown emails still go through authenticate(): ModelBackend then runs the hasher
+        # once on a dummy password, so the timing does not reveal which emails exist.
+        username = candidate.get_username() if candidate is not None else email
+        user = authenticate(request, username=username, password=password)
+        # Only the one user with that email may log in by it: with no unique candidate, a
+        # user whose username happens to be the email must not get in through the fallback.
+        if (
+            user is None
+            or candidate is None
+            or user.pk != candidate.pk
+            or not user.is_active
+            or user.email.casefold() != email.casefold()
+        ):
+            raise _refused()
     result: KeycloakResult = sessions.start(
         user,
         service=SERVICE,

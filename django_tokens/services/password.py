@@ -29,15 +29,6 @@ class TokenResult:
     claims: dict[str, Any]
 
 
-def _failure_buckets(username: str, client_ip: str | None) -> list[throttling.Bucket]:
-    buckets = [
-        throttling.Bucket("username", username, token_settings.THROTTLE_FAILURES_PER_USERNAME)
-    ]
-    if client_ip:
-        buckets.append(throttling.Bucket("ip", client_ip, token_settings.THROTTLE_FAILURES_PER_IP))
-    return buckets
-
-
 def _issue(user: Any, refreshed: sessions.Refreshed, *, issuer: str) -> TokenResult:
     session = refreshed.session
     access = issue_access_token(
@@ -60,13 +51,13 @@ def obtain(
     Unknown users, wrong passwords and inactive users fail alike; ``ModelBackend`` runs the
     password hasher for unknown users too, so the timing does not tell them apart.
     """
-    buckets = _failure_buckets(username, client_ip)
-    throttling.check(buckets)
-    user = authenticate(request, username=username, password=password)
-    if user is None or not user.is_active:
-        throttling.record_failure(buckets)
-        raise InvalidCredentials()
-    throttling.clear(buckets[0])
+    limit = token_settings.THROTTLE_FAILURES_PER_USERNAME
+    with throttling.counting_failures(
+        throttling.buckets_for("username", username, limit, client_ip)
+    ):
+        user = authenticate(request, username=username, password=password)
+        if user is None or not user.is_active:
+            raise InvalidCredentials()
     result: TokenResult = sessions.start(
         user,
         service=SERVICE,

@@ -35,6 +35,10 @@ class Command(BaseCommand):
             )
         except api_keys.ApiKeyNotFound:
             raise CommandError(f"Unknown API key: {options['key_id']!r}.") from None
+        except api_keys.ApiKeyNotLive:
+            raise CommandError(
+                f"API key {options['key_id']!r} is revoked or expired; issue a new key."
+            ) from None
         except OverflowError:
             raise CommandError("--grace is too large.") from None
         key = issued.api_key
