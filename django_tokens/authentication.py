@@ -107,12 +107,38 @@ class TokenUser(SimpleJWTTokenUser):
     def has_module_perms(self, module: str) -> bool:
         return bool(self.user.has_module_perms(module))
 
+    is_client = False
+
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_") or attr in ("token", "user"):
             raise AttributeError(attr)
         if attr in self.token:
             return self.token[attr]
         return getattr(self.user, attr)
+
+
+class ClientTokenUser(TokenUser):
+    """``request.user`` for a token an OAuth client obtained for itself (client_credentials,
+    RFC 9068 §2.2: ``sub`` is the client id). It is authenticated but has no user row."""
+
+    is_client = True
+
+    @cached_property
+    def id(self) -> Any:
+        return None
+
+    @cached_property
+    def username(self) -> str:
+        return str(self.token["client_id"])
+
+    @cached_property
+    def user(self) -> Any:
+        raise AuthenticationFailed(
+            "This token belongs to an OAuth client, not a user.", code="client_token"
+        )
+
+    def __str__(self) -> str:
+        return f"client {self.username}"
 
 
 class JWTAuthentication(simplejwt_authentication.JWTAuthentication):
@@ -155,6 +181,9 @@ class JWTAuthentication(simplejwt_authentication.JWTAuthentication):
         return sessions.is_revoked(token)
 
     def get_user(self, validated_token: VerifiedToken) -> TokenUser:  # type: ignore[override]
+        client_id = validated_token.get("client_id")
+        if client_id is not None and validated_token.get("sub") == client_id:
+            return ClientTokenUser(validated_token)
         return TokenUser(validated_token)
 
 

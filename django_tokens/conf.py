@@ -42,6 +42,16 @@ DEFAULTS: dict[str, Any] = {
     "API_KEY_SCOPES": ["openid", "email", "app_metadata", "user_metadata", "profile"],
     "API_KEY_ID_PREFIX": "dtk_",
     "THROTTLE_FAILURES_PER_KEY": 5,
+    # OAuth 2.0 (seed 002): the scopes clients may ask for, with the words the consent page
+    # shows, and the scopes granted when a client asks for none.
+    "OAUTH2_SCOPES": {
+        "openid": "Sign you in (OpenID Connect)",
+        "profile": "See your name and username",
+        "email": "See your email address",
+        "read": "Read your data",
+        "write": "Change your data",
+    },
+    "OAUTH2_DEFAULT_SCOPES": ["read"],
     # Import string of a callable(user, *, service, scopes) -> dict of extra claims.
     "CLAIMS_HOOK": None,
     # Failure throttles: at most N failures per window, counted in the shared cache.

@@ -98,3 +98,24 @@ def render(error: TokenServiceError) -> JsonResponse:
     for name, value in {**NO_STORE, **error.headers}.items():
         response[name] = value
     return response
+
+
+#: Statuses of RFC 6749 §5.2 error codes at the token endpoint (SPEC §3).
+OAUTH2_STATUSES = {
+    "invalid_client": 401,
+    "unauthorized_client": 403,
+    "access_denied": 403,
+    "temporarily_unavailable": 503,
+    "server_error": 500,
+}
+
+
+def oauth2_body(code: str, description: str, status: int) -> dict[str, Any]:
+    """RFC 6749's ``error``/``error_description`` and seed 002's envelope, side by side, so
+    that OAuth libraries and the seed's clients both read it."""
+    return {
+        "error": code,
+        "error_description": description,
+        "meta": {"pagination": {"limit": 0, "offset": 0, "total_count": 0}},
+        "errors": [{"httpcode": status, "message": description}],
+    }

@@ -55,32 +55,41 @@ def hook_claims(user: Any, *, service: str, scopes: list[str]) -> dict[str, Any]
 def issue_access_token(
     user: Any,
     *,
-    session_id: str,
+    session_id: str | None,
     scopes: Iterable[str],
     service: str,
     issuer: str,
     lifetime: int | None = None,
     extra: Mapping[str, Any] | None = None,
+    subject: str | None = None,
     now: datetime | None = None,
 ) -> AccessToken:
-    """An RFC 9068 access token. ``extra`` claims (``azp``, ``client_id`` …) are the caller's."""
+    """An RFC 9068 access token for ``user``, or for ``subject`` when no user is involved
+    (an OAuth client acting for itself). ``extra`` claims (``azp``, ``client_id`` …) are the
+    caller's; the claims hook adds its claims for users only."""
     key = keystore.signing_key()
     scopes = list(scopes)
     lifetime = token_settings.ACCESS_TOKEN_LIFETIME if lifetime is None else lifetime
     issued_at = int((now or timezone.now()).timestamp())
-    claims: dict[str, Any] = {
-        "preferred_username": user.get_username(),
-        **hook_claims(user, service=service, scopes=scopes),
-        **(extra or {}),
-        "iss": issuer,
-        "sub": str(user.pk),
-        "aud": token_settings.AUDIENCE,
-        "iat": issued_at,
-        "exp": issued_at + lifetime,
-        "jti": uuid.uuid4().hex,
-        "sid": session_id,
-        "scope": " ".join(scopes),
-    }
+    claims: dict[str, Any] = {}
+    if user is not None:
+        claims["preferred_username"] = user.get_username()
+        claims.update(hook_claims(user, service=service, scopes=scopes))
+        subject = str(user.pk)
+    if not subject:
+        raise ValueError("An access token needs a user or a subject.")
+    claims.update(extra or {})
+    claims.update(
+        iss=issuer,
+        sub=subject,
+        aud=token_settings.AUDIENCE,
+        iat=issued_at,
+        exp=issued_at + lifetime,
+        jti=uuid.uuid4().hex,
+        scope=" ".join(scopes),
+    )
+    if session_id is not None:
+        claims["sid"] = session_id
     token = jws.sign(claims, key.private_key, key.algorithm, kid=key.kid, typ=ACCESS_TOKEN_TYPE)
     return AccessToken(token, claims, lifetime)
 

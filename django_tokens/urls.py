@@ -6,7 +6,7 @@ regexes with Django's ``simplify_regex``, document each path without it (``/api/
 
 from django.urls import re_path
 
-from django_tokens import views
+from django_tokens import oauth2_views, views
 
 app_name = "django_tokens"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     re_path(r"^auth/api-key(?:/)?$", views.ApiKeyTokenView.as_view(), name="api-key-token"),
     re_path(r"^auth/login(?:/)?$", views.LoginView.as_view(), name="login"),
     re_path(r"^auth/refresh(?:/)?$", views.ApiKeyRefreshView.as_view(), name="api-key-refresh"),
+    re_path(r"^oauth2/token(?:/)?$", oauth2_views.TokenView.as_view(), name="oauth2-token"),
     re_path(r"^api/token/.+$", views.not_found),
     re_path(r"^auth/.*$", views.not_found),
 ]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from django_tokens.oauth2_config import provider_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("EXAMPLE_VAR_DIR", BASE_DIR / "var"))
 
@@ -31,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "oauth2_provider",
     "django_tokens",
     "example_project.demo",
 ]
@@ -84,6 +87,17 @@ if os.environ.get("REDIS_URL"):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Django's default hashers for passwords, plus the one DOT uses for generated client secrets
+# (never first: user passwords keep the slow default).
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "django_tokens.hashers.HighEntropySecretHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -115,6 +129,8 @@ DJANGO_TOKENS = {
     "CLAIMS_HOOK": "example_project.demo.claims.seed_claims",
     "ENCRYPTION_KEYS": _env_list("TOKENS_ENCRYPTION_KEYS", ""),
 }
+
+OAUTH2_PROVIDER = provider_settings()
 
 LOGGING = {
     "version": 1,

@@ -41,6 +41,10 @@ class MeView(APIView):
     )
     def get(self, request: Request) -> Response:
         user: Any = request.user
+        if user.is_client:  # an OAuth client acting for itself (client_credentials)
+            return Response(
+                {"client_id": user.username, "scope": sorted(request.auth.scopes)}  # type: ignore[union-attr]
+            )
         body: dict[str, Any] = {
             "id": user.pk,
             "username": user.username,
