@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 from django_tokens.conf import DEFAULTS, SIGNING_ALGORITHMS
+from django_tokens.hashers import HighEntropySecretHasher
 
 MAX_KEY_ID_PREFIX_LENGTH = 16
 
@@ -119,6 +120,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_tokens.E008",
             )
         )
+    messages.extend(_check_client_secret_hasher())
     if "rest_framework" not in settings.INSTALLED_APPS:
         messages.append(
             Error(
@@ -128,3 +130,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _check_client_secret_hasher() -> list[CheckMessage]:
+    """DOT's CLIENT_SECRET_HASHER set to the fast hasher must find it in PASSWORD_HASHERS,
+    and it must never be first there: that would hash user passwords fast too."""
+    provider = getattr(settings, "OAUTH2_PROVIDER", {}) or {}
+    if provider.get("CLIENT_SECRET_HASHER") != HighEntropySecretHasher.algorithm:
+        return []
+    hashers = list(getattr(settings, "PASSWORD_HASHERS", []))
+    path = f"{HighEntropySecretHasher.__module__}.{HighEntropySecretHasher.__name__}"
+    if path not in hashers:
+        return [
+            Error(
+                "OAUTH2_PROVIDER['CLIENT_SECRET_HASHER'] is 'django_tokens_sha256', which "
+                "PASSWORD_HASHERS does not list.",
+                hint=f"Append '{path}' to PASSWORD_HASHERS (after your password hasher).",
+                id="django_tokens.E009",
+            )
+        ]
+    if hashers[0] == path:
+        return [
+            Error(
+                "The client-secret hasher is first in PASSWORD_HASHERS, so user passwords "
+                "would be hashed with one fast SHA-256.",
+                hint="Put your password hasher (PBKDF2, Argon2 ...) first; append "
+                f"'{path}' after it.",
+                id="django_tokens.E010",
+            )
+        ]
+    return []

@@ -185,3 +185,23 @@ def test_e008_api_key_id_prefix_too_long_or_not_a_string(prefix):
 def test_e008_accepts_a_short_prefix():
     with production({**GOOD_TOKENS, "API_KEY_ID_PREFIX": "acme_live_"}):
         assert ids(check_settings()) == []
+
+
+FAST = "django_tokens.hashers.HighEntropySecretHasher"
+SLOW = "django.contrib.auth.hashers.PBKDF2PasswordHasher"
+
+
+@pytest.mark.parametrize(
+    ("hashers", "expected"),
+    [
+        ([SLOW], ["django_tokens.E009"]),
+        ([FAST, SLOW], ["django_tokens.E010"]),
+        ([SLOW, FAST], []),
+    ],
+    ids=["fast-hasher-missing", "fast-hasher-first", "fast-hasher-after-the-slow-one"],
+)
+def test_e009_e010_client_secret_hasher_placement(hashers, expected):
+    with production(
+        OAUTH2_PROVIDER={"CLIENT_SECRET_HASHER": "django_tokens_sha256"}, PASSWORD_HASHERS=hashers
+    ):
+        assert ids(check_settings()) == expected

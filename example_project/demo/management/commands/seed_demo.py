@@ -4,6 +4,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
+from oauth2_provider.generators import generate_client_secret
+from oauth2_provider.models import get_application_model
 
 from django_tokens import api_keys, keystore
 from django_tokens.models import ApiKey, UserMetadata
@@ -12,6 +14,7 @@ from example_project.demo.models import CustomerProfile
 ADMIN = ("admin", "admin-demo-password")
 DEMO = ("demo", "demo-password")
 DEMO_KEY_NAME = "demo-key"
+DEMO_CLIENT_ID = "demo-client"
 
 
 class Command(BaseCommand):
@@ -55,14 +58,32 @@ class Command(BaseCommand):
             issued = api_keys.issue(demo, name=DEMO_KEY_NAME)
         else:
             issued = api_keys.rotate_secret(key.key_id)
+        client_secret = self._confidential_client(demo)
         keystore.ensure_keys()
         self.stdout.write(
             self._instructions(
-                options["base_url"].rstrip("/"), issued.api_key.key_id, issued.secret
+                options["base_url"].rstrip("/"), issued.api_key.key_id, issued.secret, client_secret
             )
         )
 
-    def _instructions(self, url: str, key_id: str, secret: str) -> str:
+    def _confidential_client(self, owner: Any) -> str:
+        """The demo OAuth client; its secret (stored hashed) is replaced on every run."""
+        secret = generate_client_secret()
+        applications = get_application_model()
+        application = applications.objects.filter(client_id=DEMO_CLIENT_ID).first()
+        if application is None:
+            application = applications(
+                client_id=DEMO_CLIENT_ID,
+                name="Demo confidential client",
+                user=owner,
+                client_type=applications.CLIENT_CONFIDENTIAL,
+                authorization_grant_type=applications.GRANT_CLIENT_CREDENTIALS,
+            )
+        application.client_secret = secret
+        application.save()
+        return secret
+
+    def _instructions(self, url: str, key_id: str, secret: str, client_secret: str) -> str:
         return f"""
 Demo data is ready.
 
@@ -99,6 +120,10 @@ Log in by email (same response shape), then refresh with the refresh_token it re
        -d '{{"email": "demo@example.com", "password": "{DEMO[1]}"}}'
   curl -s -X POST {url}/auth/refresh -H 'Content-Type: application/json' \\
        -d "{{\\"refresh_token\\": \\"$REFRESH_TOKEN\\"}}"
+
+OAuth 2.0 client credentials (seed 002) with the demo confidential client:
+  curl -s -u '{DEMO_CLIENT_ID}:{client_secret}' \\
+       -d grant_type=client_credentials -d 'scope=read' {url}/oauth2/token
 
 Public keys (JWKS):  curl -s {url}/.well-known/jwks.json
 OpenAPI schema:      curl -s {url}/api/schema
