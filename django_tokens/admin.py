@@ -41,6 +41,9 @@ class SigningKeyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a deleted key breaks every token it signed: rotate instead
+
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
@@ -62,6 +65,9 @@ class SessionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead; purge_tokens removes what has expired
 
     @admin.action(description=_("Revoke selected sessions"), permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:

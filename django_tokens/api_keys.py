@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,7 +42,7 @@ class IssuedSecret:
     """A key and its secret in the clear: shown once, never stored so."""
 
     api_key: ApiKey
-    secret: str
+    secret: str = field(repr=False)
 
 
 def new_key_id() -> str:
@@ -123,9 +123,12 @@ def revoke(key_id: str, *, now: datetime | None = None) -> int:
         )
         if not updated and not ApiKey.objects.filter(key_id=key_id).exists():
             raise ApiKeyNotFound(key_id)
-    return sessions.revoke_sessions(
-        Session.objects.filter(api_key__key_id=key_id), reason="api_key_revoked", now=now
-    )
+        # In the same transaction: a key is never revoked while its sessions are not.
+        revoked = sessions.revoke_rows(
+            Session.objects.filter(api_key__key_id=key_id), reason="api_key_revoked", now=now
+        )
+    sessions.set_marks(revoked, now=now)
+    return len(revoked)
 
 
 def secrets_for_verification(api_key: ApiKey, now: datetime) -> list[bytes]:

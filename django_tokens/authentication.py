@@ -76,13 +76,18 @@ class TokenUser(SimpleJWTTokenUser):
         except model.DoesNotExist as exc:
             raise AuthenticationFailed("User not found", code="user_not_found") from exc
 
+    def _claim_or_row(self, name: str) -> Any:
+        """A claim when the token carries it, else the user row's attribute."""
+        claimed = self.token.get(name)
+        return claimed if claimed is not None else getattr(self.user, name)
+
     @cached_property
     def is_staff(self) -> bool:
-        return bool(self.token.get("is_staff", self.user.is_staff))
+        return bool(self._claim_or_row("is_staff"))
 
     @cached_property
     def is_superuser(self) -> bool:
-        return bool(self.token.get("is_superuser", self.user.is_superuser))
+        return bool(self._claim_or_row("is_superuser"))
 
     @property
     def groups(self) -> Any:

@@ -131,17 +131,32 @@ token_settings = TokenSettings()
 @cache
 def max_token_lifetime() -> int:
     """The longest time a token signed now can stay valid: how long a retiring key is kept."""
-    lifetimes = (
+    lifetimes = [
         token_settings.ACCESS_TOKEN_LIFETIME,
         token_settings.API_KEY_ACCESS_TOKEN_LIFETIME,
         token_settings.API_KEY_REFRESH_TOKEN_LIFETIME,
-    )
+    ]
+    if "oauth2_provider" in settings.INSTALLED_APPS:
+        # OAuth tokens are signed by the same keys; DOT configures their lifetimes.
+        from oauth2_provider.settings import oauth2_settings
+
+        lifetimes += [
+            int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS),
+            int(oauth2_settings.ID_TOKEN_EXPIRE_SECONDS),
+        ]
     return max(*lifetimes, 0) + token_settings.LEEWAY
 
 
 @receiver(setting_changed)
 def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("DJANGO_TOKENS", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "CACHES"):
+    if setting in (
+        "DJANGO_TOKENS",
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "CACHES",
+        "OAUTH2_PROVIDER",
+        "INSTALLED_APPS",
+    ):
         token_settings.reload()
         from django_tokens import crypto, keystore
 

@@ -287,7 +287,7 @@ def ensure_keys(algorithm: str | None = None) -> None:
         created = True
         logger.info("Created the %s signing key (%s).", state, algorithm)
     if created:
-        _bump_version()
+        transaction.on_commit(_bump_version, using=router.db_for_write(SigningKey))
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,15 @@ def rotate(algorithm: str | None = None, *, now: datetime | None = None) -> Rota
     algorithm = algorithm or token_settings.SIGNING_ALGORITHM
     if algorithm not in SIGNING_ALGORITHMS:
         raise _unsupported(algorithm)
-    now = now or timezone.now()
+    try:
+        return _rotate(algorithm, now or timezone.now())
+    except IntegrityError:
+        # A rotation in another process committed first: its new next key was invisible
+        # to this one's locked read. Rotate again on top of it.
+        return _rotate(algorithm, now or timezone.now())
+
+
+def _rotate(algorithm: str, now: datetime) -> Rotation:
     with transaction.atomic(using=router.db_for_write(SigningKey)):
         keys = {
             key.state: key

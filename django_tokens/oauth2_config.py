@@ -19,6 +19,10 @@ def provider_settings(**overrides: Any) -> dict[str, Any]:
         "SCOPES_BACKEND_CLASS": "django_tokens.services.oauth2.TokenSettingsScopes",
         "CLIENT_SECRET_HASHER": "django_tokens_sha256",
         "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
+        "ID_TOKEN_EXPIRE_SECONDS": 3600,
+        # The seed's three grants only: the password grant would let any client test user
+        # passwords past this app's throttles (RFC 9700 §2.4 forbids it).
+        "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
         # Only digests of tokens are stored (RFC 9700 §4.14); reuse of a rotated refresh
         # token revokes its family, after the same grace as the other services.
         "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from django.db import router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from django_tokens import keystore
 from django_tokens.conf import max_token_lifetime, token_settings
 from django_tokens.crypto import digest, random_token
 from django_tokens.models import ApiKey, RefreshToken, Session
@@ -43,7 +44,7 @@ class RefreshTokenReused(InvalidRefreshToken):
 @dataclass(frozen=True)
 class Refreshed:
     session: Session
-    refresh_token: str
+    refresh_token: str = field(repr=False)
     refresh_expires_at: datetime
 
 
@@ -71,6 +72,13 @@ def _same(refreshed: Refreshed) -> Any:
     return refreshed
 
 
+def _load_signing_key() -> None:
+    """``then`` signs tokens inside the session's transaction. The keystore is loaded before
+    that transaction opens, so that first keys, if they must be created, are committed on
+    their own and never vanish with a rolled-back session while this process keeps them."""
+    keystore.signing_key()
+
+
 def start(
     user: Any,
     *,
@@ -87,6 +95,7 @@ def start(
     there), so if it fails no session is left behind. Returns what ``then`` returns.
     """
     now = now or timezone.now()
+    _load_signing_key()
     expires_at = now + timedelta(seconds=token_settings.SESSION_LIFETIME)
     if api_key is not None and api_key.expires_at is not None:
         expires_at = min(expires_at, api_key.expires_at)
@@ -120,6 +129,7 @@ def rotate(
     if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 512:
         raise InvalidRefreshToken("Malformed refresh token.")
     token_hash = digest(raw_token)
+    _load_signing_key()
     reused: Session | None = None
     with transaction.atomic(using=router.db_for_write(RefreshToken)):
         try:
@@ -152,7 +162,7 @@ def rotate(
             RefreshToken.objects.filter(session=session, used_at__isnull=True).update(used_at=now)
             return then(_new_member(session, now))
         reused = session
-        _revoke(Session.objects.filter(pk=session.pk), reason="refresh_token_reused", now=now)
+        revoke_rows(Session.objects.filter(pk=session.pk), reason="refresh_token_reused", now=now)
     set_marks([str(reused.pk)], now=now)
     logger.warning("Refresh token reuse detected; session %s revoked.", reused.pk)
     raise RefreshTokenReused("Refresh token was already used; the session is revoked.")
@@ -161,7 +171,9 @@ def rotate(
 # -- revocation ----------------------------------------------------------------------------
 
 
-def _revoke(sessions: QuerySet[Session], *, reason: str, now: datetime) -> list[str]:
+def revoke_rows(sessions: QuerySet[Session], *, reason: str, now: datetime) -> list[str]:
+    """The revocation's UPDATE alone, for a caller that owns the transaction; it writes the
+    marks with :func:`set_marks` once the transaction is done."""
     live = sessions.filter(revoked_at__isnull=True)
     ids = [str(pk) for pk in live.values_list("pk", flat=True)]
     if ids:
@@ -175,7 +187,7 @@ def revoke_sessions(
     """Revoke every live session of ``sessions`` in one UPDATE and mark each as revoked."""
     now = now or timezone.now()
     with transaction.atomic(using=router.db_for_write(Session)):
-        ids = _revoke(sessions, reason=reason, now=now)
+        ids = revoke_rows(sessions, reason=reason, now=now)
     set_marks(ids, now=now)
     return len(ids)
 

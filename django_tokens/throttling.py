@@ -1,9 +1,10 @@
 """Failure throttles counted in the shared cache, so every server process sees the same count.
 
 Fixed windows of ``THROTTLE_WINDOW`` seconds; a counter is created with ``add()`` and raised
-with ``incr()``, both atomic on Redis. When the cache cannot be reached the throttle fails
-closed (:class:`~django_tokens.errors.TemporarilyUnavailable`): an attacker must not gain
-unlimited guesses by knocking the cache over.
+with ``incr()``, both atomic on Redis, before the credentials are checked. When the cache
+cannot be reached the throttle fails closed
+(:class:`~django_tokens.errors.TemporarilyUnavailable`): an attacker must not gain unlimited
+guesses by knocking the cache over.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from django.core.cache import caches
 
 from django_tokens.conf import token_settings
-from django_tokens.errors import InvalidCredentials, TemporarilyUnavailable, TooManyAttempts
+from django_tokens.errors import TemporarilyUnavailable, TooManyAttempts
 
 logger = logging.getLogger(__name__)
 
@@ -57,66 +58,68 @@ def _window(now: float) -> tuple[int, int]:
     return start, start + size
 
 
-def check(buckets: Sequence[Bucket], *, now: float | None = None) -> None:
-    """Raise TooManyAttempts when any bucket is full for the current window."""
-    now = time.time() if now is None else now
+def _count(buckets: Sequence[Bucket], now: float) -> list[tuple[Bucket, int]]:
+    """Add one to every enabled bucket (a limit of 0 disables one); the new counts."""
     start, end = _window(now)
-    keys = {bucket.key(start): bucket for bucket in buckets if bucket.limit > 0}
-    if not keys:
-        return
+    timeout = int(end - now) + 1
+    cache = caches[token_settings.CACHE_ALIAS]
+    counts = []
     try:
-        counts = caches[token_settings.CACHE_ALIAS].get_many(list(keys))
+        for bucket in buckets:
+            if bucket.limit <= 0:
+                continue
+            key = bucket.key(start)
+            if cache.add(key, 1, timeout=timeout):
+                counts.append((bucket, 1))
+                continue
+            try:
+                counts.append((bucket, cache.incr(key)))
+            except ValueError:  # expired between add() and incr()
+                cache.add(key, 1, timeout=timeout)
+                counts.append((bucket, 1))
     except Exception as exc:
-        logger.error("Failure throttle unreadable; refusing the attempt.", exc_info=True)
+        logger.error("Failure throttle unreachable; refusing the attempt.", exc_info=True)
         raise TemporarilyUnavailable() from exc
-    for key, count in counts.items():
-        if int(count) >= keys[key].limit:
-            raise TooManyAttempts(retry_after=int(end - now) + 1)
+    return counts
 
 
 def record_failure(buckets: Sequence[Bucket], *, now: float | None = None) -> None:
-    """Count one failure against every enabled bucket (a limit of 0 disables a bucket)."""
-    buckets = [bucket for bucket in buckets if bucket.limit > 0]
-    if not buckets:
-        return
-    now = time.time() if now is None else now
-    start, end = _window(now)
+    """Count one failure against every enabled bucket."""
+    _count(buckets, time.time() if now is None else now)
+
+
+def _forget(buckets: Sequence[Bucket], now: float, *, whole: bool) -> None:
+    start = _window(now)[0]
     cache = caches[token_settings.CACHE_ALIAS]
-    timeout = int(end - now) + 1
-    try:
-        for bucket in buckets:
-            key = bucket.key(start)
-            if not cache.add(key, 1, timeout=timeout):
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired between add() and incr()
-                    cache.add(key, 1, timeout=timeout)
-    except Exception as exc:
-        logger.error("Failure throttle unwritable; refusing the attempt.", exc_info=True)
-        raise TemporarilyUnavailable() from exc
-
-
-def clear(bucket: Bucket, *, now: float | None = None) -> None:
-    """Forget a bucket's failures (a user who logged in successfully)."""
-    if bucket.limit <= 0:
-        return
-    now = time.time() if now is None else now
-    try:
-        caches[token_settings.CACHE_ALIAS].delete(bucket.key(_window(now)[0]))
-    except Exception:
-        logger.warning("Could not clear a failure counter.", exc_info=True)
+    for bucket in buckets:
+        if bucket.limit <= 0:
+            continue
+        try:
+            if whole:
+                cache.delete(bucket.key(start))
+            else:
+                cache.decr(bucket.key(start))
+        except ValueError:
+            pass  # the window turned meanwhile: nothing to take back
+        except Exception:
+            logger.warning("Could not update a failure counter.", exc_info=True)
 
 
 @contextmanager
-def counting_failures(buckets: Sequence[Bucket]) -> Iterator[None]:
-    """Guard a credential check: refuse at once when a bucket is full; count a failure
-    against every bucket when the block raises :class:`InvalidCredentials`; forget the first
-    bucket's failures (the account's) when it succeeds."""
-    check(buckets)
-    try:
-        yield
-    except InvalidCredentials:
-        record_failure(buckets)
-        raise
+def counting_failures(buckets: Sequence[Bucket], *, now: float | None = None) -> Iterator[None]:
+    """Guard a credential check with the failure throttles.
+
+    The attempt is counted *before* the credentials are checked, so guesses sent in
+    parallel cannot all pass while the password hash runs; over the limit, the attempt is
+    refused with :class:`TooManyAttempts`. When the block raises :class:`InvalidCredentials`
+    the attempt stays counted as a failure. When it succeeds, the account's failures (the
+    first bucket) are forgotten and the attempt is taken back from the other buckets.
+    """
+    now = time.time() if now is None else now
+    counts = _count(buckets, now)
+    if any(count > bucket.limit for bucket, count in counts):
+        raise TooManyAttempts(retry_after=int(_window(now)[1] - now) + 1)
+    yield
     if buckets:
-        clear(buckets[0])
+        _forget(buckets[:1], now, whole=True)
+        _forget(buckets[1:], now, whole=False)

@@ -27,6 +27,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings as drf_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
@@ -116,7 +117,12 @@ class TokenAPIView(APIView):
 
     @staticmethod
     def client_ip(request: Request) -> str | None:
-        """The client address, honouring DRF's ``NUM_PROXIES`` as DRF's throttles do."""
+        """The client address: ``REMOTE_ADDR``, or, when DRF's ``NUM_PROXIES`` says how many
+        proxies to trust, the address they put in ``X-Forwarded-For`` (as DRF's throttles
+        read it). Without ``NUM_PROXIES`` the header is the client's to forge, so it is not
+        read at all."""
+        if drf_settings.NUM_PROXIES is None:
+            return request.META.get("REMOTE_ADDR") or None
         return BaseThrottle().get_ident(request) or None
 
 

@@ -683,7 +683,11 @@ def test_login_returns_the_nine_keys(client: Client, user: Any, path: str) -> No
     assert body["refresh_expires_in"] == 86400
     header, access = verified(client, body["access_token"], audience=AUDIENCE)
     _, refresh_claims = verified(client, body["refresh_token"], audience=ISSUER)
-    _, id_claims = verified(client, body["id_token"], audience=AUDIENCE)
+    # The login's ID token is addressed to the token service, not to resource servers: one
+    # that checks only the signature and aud cannot take it for an access token.
+    _, id_claims = verified(client, body["id_token"], audience=ISSUER)
+    with pytest.raises(jwt.InvalidAudienceError):
+        verified(client, body["id_token"], audience=AUDIENCE)
     assert header["typ"] == "at+jwt"
     assert access["sid"] == refresh_claims["sid"] == id_claims["sid"] == body["session_state"]
     assert id_claims["email"] == "alice@example.com"

@@ -549,3 +549,18 @@ def test_verification_keeps_working_when_the_revocation_cache_is_unreachable(
     assert response.status_code == 200, response.content
     assert login.status_code == 503
     assert login.json()["error"] == "temporarily_unavailable"
+
+
+@pytest.mark.django_db
+def test_is_staff_comes_from_a_claim_without_loading_the_user(
+    django_assert_num_queries, django_user_model
+) -> None:
+    from django_tokens.authentication import TokenUser
+
+    row = django_user_model.objects.create_user(username="carol", password="x-unused-1")
+    with django_assert_num_queries(0):
+        claimed = TokenUser({"sub": str(row.pk), "is_staff": True, "is_superuser": False})
+        assert claimed.is_staff is True
+        assert claimed.is_superuser is False
+    with django_assert_num_queries(1):
+        assert TokenUser({"sub": str(row.pk)}).is_staff is False

@@ -61,13 +61,24 @@ def test_durations_are_whole_seconds_from_int_or_timedelta(value, seconds):
 def test_max_token_lifetime_is_the_longest_signed_token_lifetime_plus_leeway():
     # API-key access and refresh JWTs live a day by default: the longest signed tokens.
     assert max_token_lifetime() == 86400 + 30
-    with tokens_settings(
-        ACCESS_TOKEN_LIFETIME=timedelta(minutes=5),
-        API_KEY_ACCESS_TOKEN_LIFETIME=60,
-        API_KEY_REFRESH_TOKEN_LIFETIME=120,
-        LEEWAY=10,
+    short_oauth = {
+        **settings.OAUTH2_PROVIDER,
+        "ACCESS_TOKEN_EXPIRE_SECONDS": 100,
+        "ID_TOKEN_EXPIRE_SECONDS": 100,
+    }
+    with (
+        override_settings(OAUTH2_PROVIDER=short_oauth),
+        tokens_settings(
+            ACCESS_TOKEN_LIFETIME=timedelta(minutes=5),
+            API_KEY_ACCESS_TOKEN_LIFETIME=60,
+            API_KEY_REFRESH_TOKEN_LIFETIME=120,
+            LEEWAY=10,
+        ),
     ):
         assert max_token_lifetime() == 300 + 10
+    # OAuth tokens are signed by the same keys: DOT's lifetimes count too.
+    with override_settings(OAUTH2_PROVIDER={**short_oauth, "ID_TOKEN_EXPIRE_SECONDS": 200000}):
+        assert max_token_lifetime() == 200000 + 30
     with tokens_settings(API_KEY_REFRESH_TOKEN_LIFETIME=timedelta(days=2)):
         assert max_token_lifetime() == 2 * 86400 + 30
     assert max_token_lifetime() == 86400 + 30

@@ -220,7 +220,8 @@ def test_rotate_refuses_an_unsupported_algorithm():
 
 
 def test_rotate_publishes_a_new_version_stamp(django_capture_on_commit_callbacks):
-    keystore.signing_key()
+    with django_capture_on_commit_callbacks(execute=True):
+        keystore.signing_key()  # first keys: their stamp is published once they are committed
     before = shared_version()
     assert before is not None
     with django_capture_on_commit_callbacks(execute=True):
@@ -389,3 +390,12 @@ def test_several_retiring_keys_may_coexist():
     keystore.rotate()
     assert SigningKey.objects.filter(state=RETIRING).count() == 2
     assert len(keystore.jwks()["keys"]) == 4
+
+
+def test_first_keys_publish_their_stamp_only_when_committed(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        keystore.signing_key()
+    assert shared_version() is None
+    for callback in callbacks:
+        callback()
+    assert shared_version() is not None

@@ -12,13 +12,14 @@ whichever part failed; every refresh failure says the seed's refresh text.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import authenticate, get_user_model
 from django.core.cache import caches
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from django_tokens import api_keys, jws, keystore, sessions, throttling
 from django_tokens.conf import token_settings
@@ -50,11 +51,11 @@ MAX_JTI_LENGTH = 256
 
 @dataclass(frozen=True)
 class KeycloakResult:
-    access_token: str
+    access_token: str = field(repr=False)
     expires_in: int
-    refresh_token: str
+    refresh_token: str = field(repr=False)
     refresh_expires_in: int
-    id_token: str
+    id_token: str = field(repr=False)
     session_state: str
     scope: str
 
@@ -136,6 +137,7 @@ def _assertion_key_id(assertion: str) -> tuple[str, str]:
     return str(algorithm), key_id
 
 
+@sensitive_variables()
 def _verified_claims(assertion: str, api_key: ApiKey, algorithm: str, now: datetime) -> dict:
     """Check the HMAC with the current secret, then the previous one during its grace."""
     try:
@@ -190,7 +192,7 @@ def _accept_once(key_id: str, claims: dict, expires_at: int, now: datetime) -> N
         logger.error("Assertion replay store unreachable; refusing the assertion.", exc_info=True)
         raise TemporarilyUnavailable() from exc
     if not first_time:
-        logger.warning("Replayed assertion refused for API key %s.", key_id)
+        logger.warning("Replayed assertion refused for API key %r.", key_id)
         raise _refused()
 
 
@@ -217,6 +219,7 @@ def _open_session(api_key: ApiKey, *, issuer: str, now: datetime) -> KeycloakRes
     return result
 
 
+@sensitive_variables()
 def exchange_assertion(
     assertion: str, *, issuer: str, client_ip: str | None, now: datetime | None = None
 ) -> KeycloakResult:
@@ -248,6 +251,7 @@ def _user_by_email(email: str) -> Any:
     return found[0] if len(found) == 1 else None
 
 
+@sensitive_variables()
 def login(
     email: str,
     password: str,
@@ -282,9 +286,9 @@ def login(
         service=SERVICE,
         scopes=token_settings.API_KEY_SCOPES,
         now=now,
-        then=lambda refreshed: _mint(
-            user, refreshed, issuer=issuer, audience=token_settings.AUDIENCE, now=now
-        ),
+        # Its ID token is addressed to the token service itself, never to AUDIENCE: a
+        # resource server checking only aud must not take it for an access token.
+        then=lambda refreshed: _mint(user, refreshed, issuer=issuer, audience=issuer, now=now),
     )
     return result
 
@@ -292,6 +296,7 @@ def login(
 # -- refresh -------------------------------------------------------------------------------
 
 
+@sensitive_variables()
 def _refresh_secret(refresh_jwt: str, issuer: str) -> str:
     try:
         _, claims = keystore.verify(
@@ -309,6 +314,7 @@ def _refresh_secret(refresh_jwt: str, issuer: str) -> str:
     return secret
 
 
+@sensitive_variables()
 def refresh(refresh_jwt: str, *, issuer: str, now: datetime | None = None) -> KeycloakResult:
     """``POST /auth/refresh``: rotate the refresh JWT; the session (``session_state``) stays."""
     now = now or timezone.now()
@@ -319,7 +325,7 @@ def refresh(refresh_jwt: str, *, issuer: str, now: datetime | None = None) -> Ke
         api_key = session.api_key
         if api_key is not None and not api_key.is_live(now):
             raise sessions.InvalidRefreshToken("The API key is revoked or expired.")
-        audience = api_key.key_id if api_key is not None else token_settings.AUDIENCE
+        audience = api_key.key_id if api_key is not None else issuer
         return _mint(session.user, refreshed, issuer=issuer, audience=audience, now=now)
 
     try:

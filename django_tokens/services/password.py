@@ -6,10 +6,11 @@ and rotates on every use through :mod:`django_tokens.sessions`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.views.decorators.debug import sensitive_variables
 
 from django_tokens import sessions, throttling
 from django_tokens.conf import token_settings
@@ -22,11 +23,9 @@ SERVICE = Session.Service.PASSWORD
 
 @dataclass(frozen=True)
 class TokenResult:
-    access_token: str
+    access_token: str = field(repr=False)
     expires_in: int
-    refresh_token: str
-    session_id: str
-    claims: dict[str, Any]
+    refresh_token: str = field(repr=False)
 
 
 def _issue(user: Any, refreshed: sessions.Refreshed, *, issuer: str) -> TokenResult:
@@ -38,11 +37,10 @@ def _issue(user: Any, refreshed: sessions.Refreshed, *, issuer: str) -> TokenRes
         access_token=access.token,
         expires_in=access.expires_in,
         refresh_token=refreshed.refresh_token,
-        session_id=str(session.pk),
-        claims=access.claims,
     )
 
 
+@sensitive_variables()
 def obtain(
     username: str, password: str, *, issuer: str, client_ip: str | None, request: Any = None
 ) -> TokenResult:
@@ -67,6 +65,7 @@ def obtain(
     return result
 
 
+@sensitive_variables()
 def refresh(refresh_token: str, *, issuer: str) -> TokenResult:
     """Rotate the refresh token and mint a new access token in the same session."""
     try:
