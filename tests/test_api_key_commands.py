@@ -23,23 +23,13 @@ import requests
 from cryptography.fernet import Fernet
 
 from tests.keys import FERNET_KEY_OLD
+from tests.shapes import KEYCLOAK_KEYS
 from tests.test_commands import REPO_ROOT, Project, assert_one_line_error
 
 CLOSE = {"Connection": "close"}
 STARTUP_TIMEOUT = 20.0
 DEFAULT_SCOPE = "openid email app_metadata user_metadata profile"
 WARNING = "Store the secret now: it is not shown again."
-KEYCLOAK_KEYS = {
-    "access_token",
-    "expires_in",
-    "refresh_expires_in",
-    "refresh_token",
-    "token_type",
-    "id_token",
-    "not-before-policy",
-    "session_state",
-    "scope",
-}
 API_KEY_COLUMNS = (
     "key_id",
     "name",

@@ -34,6 +34,7 @@ from django.utils import timezone
 from django_tokens import api_keys, keystore
 from django_tokens.api_keys import IssuedSecret
 from django_tokens.models import ApiKey, RefreshToken, Session, UserMetadata
+from tests.shapes import KEYCLOAK_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -44,17 +45,6 @@ JWKS_PATH = "/.well-known/jwks.json"
 ISSUER = settings.DJANGO_TOKENS["ISSUER"]
 AUDIENCE = "django-tokens"
 DEFAULT_SCOPE = "openid email app_metadata user_metadata profile"
-KEYCLOAK_KEYS = {
-    "access_token",
-    "expires_in",
-    "refresh_expires_in",
-    "refresh_token",
-    "token_type",
-    "id_token",
-    "not-before-policy",
-    "session_state",
-    "scope",
-}
 CREDENTIALS_REFUSED = {"error": "invalid_credentials", "message": "Missing or invalid credentials"}
 REFRESH_REFUSED = {
     "error": "invalid_grant",

@@ -13,19 +13,9 @@ from typing import Any
 import pytest
 
 from django_tokens import api_keys
+from tests.shapes import KEYCLOAK_KEYS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-KEYCLOAK_KEYS = {
-    "access_token",
-    "expires_in",
-    "refresh_expires_in",
-    "refresh_token",
-    "token_type",
-    "id_token",
-    "not-before-policy",
-    "session_state",
-    "scope",
-}
 
 
 @pytest.fixture
