@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 from django_tokens.conf import DEFAULTS, SIGNING_ALGORITHMS
+from django_tokens.crypto import encryption_keys_from_secret_key
 from django_tokens.hashers import HighEntropySecretHasher
 
 MAX_KEY_ID_PREFIX_LENGTH = 16
@@ -73,7 +74,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_tokens.E005",
             )
         )
-    elif not keys and not settings.DEBUG:
+    elif encryption_keys_from_secret_key() and not settings.DEBUG:
         messages.append(
             Warning(
                 "Secrets at rest are encrypted with a key derived from SECRET_KEY.",

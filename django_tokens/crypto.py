@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import secrets
 from functools import cache
 
@@ -32,14 +31,6 @@ def random_token(nbytes: int = TOKEN_BYTES) -> str:
 def digest(value: str) -> str:
     """SHA-256 hex digest: enough for high-entropy secrets, which need no slow hash."""
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
-    if isinstance(a, str):
-        a = a.encode()
-    if isinstance(b, str):
-        b = b.encode()
-    return hmac.compare_digest(a, b)
 
 
 class DecryptionError(Exception):

@@ -64,6 +64,17 @@ def _refused() -> InvalidCredentials:
     return InvalidCredentials(CREDENTIALS_MESSAGE)
 
 
+#: Scopes whose ID-token claims come from the user's UserMetadata row.
+METADATA_SCOPES = frozenset({"email", "app_metadata", "user_metadata"})
+
+
+def _metadata(user: Any, scopes: list[str]) -> UserMetadata | None:
+    """The user's metadata row, read only when a granted scope needs it."""
+    if METADATA_SCOPES.isdisjoint(scopes):
+        return None
+    return UserMetadata.objects.filter(user=user).first()
+
+
 def _mint(
     user: Any, refreshed: sessions.Refreshed, *, issuer: str, audience: str, now: datetime
 ) -> KeycloakResult:
@@ -102,7 +113,7 @@ def _mint(
         audience=audience,
         auth_time=session.created_at,
         lifetime=lifetime,
-        metadata=UserMetadata.objects.filter(user=user).first(),
+        metadata=_metadata(user, session.scopes),
         now=now,
     )
     return KeycloakResult(
