@@ -19,14 +19,7 @@ import requests
 from django_tokens import api_keys
 from django_tokens.api_keys import IssuedSecret
 from django_tokens.models import Session
-from tests.test_multiprocess import (
-    CLOSE,
-    STARTUP_TIMEOUT,
-    Server,
-    _start,
-    _stop,
-    _wait_until_answering,
-)
+from tests.test_multiprocess import CLOSE, Server, two_servers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -40,20 +33,7 @@ CONCURRENT_SENDS = 10
 
 @pytest.fixture
 def servers(transactional_db: None, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    """Servers A and B, each one gunicorn process, on this test's database and cache."""
-    started: list[Server] = []
-    try:
-        for name in ("a", "b"):
-            started.append(_start(name, tmp_path))
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        for server in started:
-            _wait_until_answering(server, deadline)
-        yield started[0], started[1]
-    finally:
-        for server in started:
-            _stop(server)
-    for server in started:
-        assert "Traceback" not in server.log.read_text(errors="replace"), server.log_tail()
+    yield from two_servers(tmp_path)
 
 
 @pytest.fixture

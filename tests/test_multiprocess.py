@@ -122,9 +122,10 @@ def _stop(server: Server) -> None:
             server.process.wait(timeout=STOP_TIMEOUT)
 
 
-@pytest.fixture
-def servers(transactional_db: None, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    """Servers A and B, each one gunicorn process, on this test's database and cache."""
+def two_servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    """Servers A and B, each one gunicorn process, on this test's database and cache;
+    stopped afterwards, and neither may have logged a traceback. Used by ``servers``
+    fixtures, here and in other modules."""
     started: list[Server] = []
     try:
         for name in ("a", "b"):
@@ -138,6 +139,11 @@ def servers(transactional_db: None, tmp_path: Path) -> Iterator[tuple[Server, Se
             _stop(server)
     for server in started:
         assert "Traceback" not in server.log.read_text(errors="replace"), server.log_tail()
+
+
+@pytest.fixture
+def servers(transactional_db: None, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    yield from two_servers(tmp_path)
 
 
 def obtain(server: Server, credentials: dict[str, str]) -> dict[str, Any]:
