@@ -8,8 +8,9 @@ class DjangoTokensConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.apps import apps
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_save, pre_delete
+        from django.db.models.signals import post_delete, post_save, pre_delete
 
         # Imported for their side effects: the system checks and the OpenAPI extensions.
         from django_tokens import checks, receivers, schema  # noqa: F401
@@ -31,3 +32,11 @@ class DjangoTokensConfig(AppConfig):
             sender=ApiKey,
             dispatch_uid="django_tokens.revoke_deleted_api_key",
         )
+        if apps.is_installed("oauth2_provider"):
+            from oauth2_provider.models import get_access_token_model
+
+            post_delete.connect(
+                receivers.mark_deleted_access_token,
+                sender=get_access_token_model(),
+                dispatch_uid="django_tokens.mark_deleted_access_token",
+            )

@@ -30,9 +30,17 @@ _ACCESS_TOKEN_TYPES = {ACCESS_TOKEN_TYPE, f"application/{ACCESS_TOKEN_TYPE}"}
 class VerifiedToken(dict[str, Any]):
     """The claims of a verified access token (``request.auth``), with its header."""
 
-    def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any]):
+    def __init__(
+        self, claims: Mapping[str, Any], header: Mapping[str, Any], raw: bytes | str = b""
+    ):
         super().__init__(claims)
         self.header = dict(header)
+        self._raw = raw
+
+    @cached_property
+    def checksum(self) -> str:
+        """SHA-256 hex of the token as presented (django-oauth-toolkit's ``token_checksum``)."""
+        return sessions.token_checksum(self._raw)
 
     @property
     def scopes(self) -> frozenset[str]:
@@ -180,10 +188,13 @@ class JWTAuthentication(simplejwt_authentication.JWTAuthentication):
             )
         except jws.InvalidSignedToken as exc:
             raise InvalidToken({"detail": str(exc), "code": "token_not_valid"}) from exc
-        return VerifiedToken(claims, header)
+        return VerifiedToken(claims, header, raw_token)
 
     def is_revoked(self, token: VerifiedToken) -> bool:
-        return sessions.is_revoked(token)
+        """The session's mark (``sid``), or for an OAuth 2.0 token its own mark: a token
+        django-oauth-toolkit no longer holds (revoked, rotated away, client or user gone)."""
+        checksum = token.checksum if token.get("client_id") is not None else None
+        return sessions.is_revoked(token, checksum=checksum)
 
     def get_user(self, validated_token: VerifiedToken) -> TokenUser:  # type: ignore[override]
         client_id = validated_token.get("client_id")

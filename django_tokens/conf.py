@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
         "write": "Change your data",
     },
     "OAUTH2_DEFAULT_SCOPES": ["read"],
+    # Where GET /oauth2/authorize sends users who are not signed in: a URL name or a path.
+    # None: Django's LOGIN_URL (for projects with a sign-in page of their own).
+    "OAUTH2_LOGIN_URL": "django_tokens:oauth2-login",
     # Import string of a callable(user, *, service, scopes) -> dict of extra claims.
     "CLAIMS_HOOK": None,
     # Failure throttles: at most N failures per window, counted in the shared cache.

@@ -229,8 +229,8 @@ def verify(
     token: str | bytes,
     *,
     types: Collection[str],
-    audience: str,
-    issuer: str,
+    audience: str | None,
+    issuer: str | None,
     require: Iterable[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a token this keystore signed; return its header and claims.

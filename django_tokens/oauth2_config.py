@@ -29,5 +29,11 @@ def provider_settings(**overrides: Any) -> dict[str, Any]:
         "REFRESH_TOKEN_REUSE_PROTECTION": True,
         "ROTATE_REFRESH_TOKEN": True,
         "PKCE_REQUIRED": True,
+        # OpenID Connect: ID tokens and userinfo. They are signed by the keystore, so no
+        # OIDC_RSA_PRIVATE_KEY is set; an application's "algorithm" field is not used.
+        "OIDC_ENABLED": True,
+        "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+        "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+        "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
         **overrides,
     }

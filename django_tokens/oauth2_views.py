@@ -1,18 +1,33 @@
-"""OAuth 2.0 endpoints: django-oauth-toolkit's views, answering in seed 002's shapes."""
+"""OAuth 2.0 and OpenID Connect endpoints: django-oauth-toolkit's views, answering in seed
+002's shapes, with this app's login and consent pages and discovery documents."""
 
 from __future__ import annotations
 
 import json
 import logging
 from typing import Any
+from urllib.parse import urlparse
 
+from django import forms
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.views.metadata import OAuthServerMetadataView
 
-from django_tokens import errors
+from django_tokens import errors, jws, keystore, sessions, throttling
+from django_tokens.conf import token_settings
+from django_tokens.tokens import ACCESS_TOKEN_TYPE, issuer_for
+from django_tokens.views import TokenAPIView
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +90,322 @@ class TokenView(dot_views.TokenView):
         except Exception:
             logger.exception("Unexpected error in the OAuth 2.0 token endpoint.")
             return oauth2_error("server_error", errors.ServerError.message)
+
+
+def _reshape_plain(response: HttpResponse) -> HttpResponse:
+    """A DOT response whose success body stays as it is (revocation: empty, RFC 7009 §2.2),
+    with failures in the dual envelope."""
+    if 200 <= response.status_code < 300:
+        for name, value in errors.NO_STORE.items():
+            response[name] = value
+        return response
+    return _reshape(response)
+
+
+class _FormEndpoint:
+    """POST-only, ``application/x-www-form-urlencoded`` endpoints whose failures, whatever
+    raised them, answer in the dual envelope."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            response = oauth2_error("invalid_request", "Use POST.", status=405)
+            response["Allow"] = "POST"
+            return response
+        try:
+            request.POST  # noqa: B018 -- parse now, so that an oversized body is a 400
+        except SuspiciousOperation:
+            return oauth2_error("invalid_request", "The request body is too large.")
+        try:
+            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        except Exception:
+            logger.exception("Unexpected error in an OAuth 2.0 endpoint.")
+            return oauth2_error("server_error", errors.ServerError.message)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class RevokeTokenView(_FormEndpoint, dot_views.RevokeTokenView):
+    """``POST /oauth2/revoke`` (RFC 7009): the client revokes one of its access or refresh
+    tokens, and with it the rest of that grant's live tokens. Unknown tokens answer 200."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _reshape_plain(super().post(request, *args, **kwargs))
+
+
+def _unauthenticated_client() -> JsonResponse:
+    return oauth2_error("invalid_client", "Client authentication failed.", status=401)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class IntrospectTokenView(_FormEndpoint, dot_views.IntrospectTokenView):
+    """``POST /oauth2/introspect`` (RFC 7662), for authenticated clients (HTTP Basic or form
+    credentials, or a bearer token with the ``introspection`` scope).
+
+    Answers for every access token this app issues — OAuth 2.0 tokens as long as
+    django-oauth-toolkit holds them, and the password and API-key services' tokens by
+    signature and revocation marks — and for OAuth 2.0 refresh tokens.
+    """
+
+    def unauthenticated_response(self, request: HttpRequest, r: Any = None) -> HttpResponse:
+        return _unauthenticated_client()
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = oauth2_error("invalid_request", "Use POST.", status=405)
+        response["Allow"] = "POST"
+        return response
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        token = request.POST.get("token")
+        if not token:
+            return oauth2_error("invalid_request", "The 'token' parameter is required.")
+        hint = request.POST.get("token_type_hint")
+        body = introspect(token, hint, request)
+        response = JsonResponse(body)
+        for name, value in errors.NO_STORE.items():
+            response[name] = value
+        return response
+
+
+_INACTIVE: dict[str, Any] = {"active": False}
+
+
+def introspect(token: str, hint: str | None, request: HttpRequest) -> dict[str, Any]:
+    """The RFC 7662 answer for ``token``."""
+    if len(token) > jws.MAX_TOKEN_LENGTH:
+        return dict(_INACTIVE)
+    checksum = sessions.token_checksum(token)
+    if hint != "refresh_token" or token.count(".") == 2:
+        answer = _introspect_access_token(token, checksum, request)
+        if answer is not None or hint == "access_token":
+            return answer or dict(_INACTIVE)
+    return _introspect_refresh_token(checksum) or dict(_INACTIVE)
+
+
+def _introspect_access_token(token: str, checksum: str, request: HttpRequest) -> dict | None:
+    try:
+        _header, claims = keystore.verify(
+            token,
+            types={ACCESS_TOKEN_TYPE, f"application/{ACCESS_TOKEN_TYPE}"},
+            audience=token_settings.AUDIENCE,
+            issuer=issuer_for(request),
+            require=("exp", "iat", "iss", "aud", "sub", "jti"),
+        )
+    except jws.InvalidSignedToken:
+        return None
+    if "client_id" in claims:
+        # django-oauth-toolkit's row is the authority for its tokens.
+        stored = (
+            get_access_token_model()
+            .objects.select_related("user")
+            .filter(token_checksum=checksum)
+            .first()
+        )
+        if stored is None or not stored.is_valid():
+            return None
+    elif sessions.is_revoked(claims):
+        return None
+    answer: dict[str, Any] = {
+        "active": True,
+        "token_type": "Bearer",
+        **{
+            name: claims[name]
+            for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "sid")
+            if name in claims
+        },
+    }
+    username = claims.get("preferred_username")
+    if isinstance(username, str):
+        answer["username"] = username
+    return answer
+
+
+def _introspect_refresh_token(checksum: str) -> dict | None:
+    refresh = (
+        get_refresh_token_model()
+        .objects.select_related("application", "user", "access_token")
+        .filter(token_checksum=checksum, revoked__isnull=True)
+        .first()
+    )
+    if refresh is None or refresh.access_token is None or not refresh.user.is_active:
+        return None
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "scope": refresh.access_token.scope,
+        "client_id": refresh.application.client_id,
+        "sub": str(refresh.user.pk),
+        "username": refresh.user.get_username(),
+        "iat": int(refresh.created.timestamp()),
+    }
+
+
+class UserInfoView(dot_views.UserInfoView):
+    """``GET``/``POST /oauth2/userinfo`` (OIDC Core §5.3): the claims the access token's
+    scopes grant, for a token with the ``openid`` scope. Errors are JSON, with the
+    ``WWW-Authenticate`` challenge of RFC 6750 §3."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "POST"):
+            response = oauth2_error("invalid_request", "Use GET or POST.", status=405)
+            response["Allow"] = "GET, POST"
+            return response
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+        except Exception:
+            logger.exception("Unexpected error in the userinfo endpoint.")
+            return oauth2_error("server_error", errors.ServerError.message)
+        if response.status_code == 200:
+            return response
+        challenge = response.get("WWW-Authenticate", 'Bearer error="invalid_token"')
+        code = "insufficient_scope" if "insufficient_scope" in challenge else "invalid_token"
+        status = 403 if code == "insufficient_scope" else 401
+        message = (
+            "The access token lacks the 'openid' scope."
+            if status == 403
+            else "The access token is missing, invalid, expired or revoked."
+        )
+        reshaped = JsonResponse(errors.oauth2_body(code, message, status), status=status)
+        reshaped["WWW-Authenticate"] = challenge
+        return reshaped
+
+
+# -- the browser flow: login and consent pages ---------------------------------------------
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Django's login form, with the failure throttles of ``POST /api/token``: per username
+    and per client address, counted in the shared cache before the password is checked."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "too_many_attempts": _("Too many failed sign-ins. Try again in %(seconds)d seconds."),
+        "unavailable": _("Sign-in is unavailable at the moment. Try again shortly."),
+    }
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username")
+        if not username or not self.cleaned_data.get("password"):
+            return super().clean()
+        client_ip = TokenAPIView.client_ip(self.request) if self.request else None  # type: ignore[arg-type]
+        buckets = throttling.buckets_for(
+            "username", username, token_settings.THROTTLE_FAILURES_PER_USERNAME, client_ip
+        )
+        try:
+            with throttling.counting_failures(buckets):
+                cleaned = super().clean()
+        except errors.TooManyAttempts as exc:
+            seconds = int(exc.headers.get("Retry-After", token_settings.THROTTLE_WINDOW))
+            raise forms.ValidationError(
+                self.error_messages["too_many_attempts"],
+                code="too_many_attempts",
+                params={"seconds": seconds},
+            ) from None
+        except errors.TemporarilyUnavailable:
+            raise forms.ValidationError(
+                self.error_messages["unavailable"], code="unavailable"
+            ) from None
+        return cleaned
+
+
+@method_decorator(xframe_options_deny, name="dispatch")
+class OAuth2LoginView(auth_views.LoginView):
+    """``/oauth2/login``: the sign-in page the authorization endpoint sends users to."""
+
+    template_name = "django_tokens/oauth2/login.html"
+    form_class = ThrottledAuthenticationForm
+    redirect_authenticated_user = False
+
+
+@method_decorator(xframe_options_deny, name="dispatch")
+class AuthorizationView(dot_views.AuthorizationView):
+    """``GET /oauth2/authorize``: django-oauth-toolkit's authorization endpoint (PKCE,
+    exact redirect URIs, single-use codes) with this app's consent page, which names each
+    scope in words (``DJANGO_TOKENS["OAUTH2_SCOPES"]``)."""
+
+    template_name = "django_tokens/oauth2/authorize.html"
+
+    def get_login_url(self) -> str:
+        configured = token_settings.OAUTH2_LOGIN_URL
+        if configured:
+            try:
+                return reverse(configured)
+            except NoReverseMatch:
+                return str(configured)
+        return super().get_login_url()
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = super().dispatch(request, *args, **kwargs)
+        add_never_cache_headers(response)
+        return response
+
+
+# -- discovery -------------------------------------------------------------------------------
+
+#: DOT's endpoint names, as its discovery views ask for them, and this app's routes.
+_ENDPOINTS = {
+    "authorize": "django_tokens:oauth2-authorize",
+    "token": "django_tokens:oauth2-token",
+    "revoke-token": "django_tokens:oauth2-revoke",
+    "introspect": "django_tokens:oauth2-introspect",
+    "user-info": "django_tokens:oauth2-userinfo",
+    "jwks-info": "django_tokens:jwks",
+}
+
+
+class _Discovery:
+    """DOT's discovery documents, pointing at this app's endpoints, keystore and issuer."""
+
+    def _get_endpoint_url(
+        self, request: HttpRequest, view_name: str, required: bool = False
+    ) -> str | None:
+        name = _ENDPOINTS.get(view_name)
+        if name is None:
+            return None
+        path = reverse(name)
+        issuer = urlparse(issuer_for(request))
+        if issuer.scheme in ("http", "https") and issuer.netloc:
+            return f"{issuer.scheme}://{issuer.netloc}{path}"
+        return request.build_absolute_uri(path)
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        document = json.loads(super().get(request, *args, **kwargs).content)  # type: ignore[misc]
+        document.update(self.overrides(request))
+        response = JsonResponse(document)
+        response["Access-Control-Allow-Origin"] = "*"
+        response["Cache-Control"] = f"public, max-age={token_settings.JWKS_MAX_AGE}"
+        return response
+
+    def overrides(self, request: HttpRequest) -> dict[str, Any]:
+        algorithms = sorted({key["alg"] for key in keystore.jwks()["keys"]})
+        auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+        return {
+            "issuer": issuer_for(request),
+            "jwks_uri": self._get_endpoint_url(request, "jwks-info"),
+            "grant_types_supported": sorted(GRANT_TYPES),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+            "id_token_signing_alg_values_supported": algorithms,
+            "userinfo_endpoint": self._get_endpoint_url(request, "user-info"),
+            "subject_types_supported": ["public"],
+        }
+
+
+class OpenIDConfigurationView(_Discovery, OAuthServerMetadataView):
+    """``GET /.well-known/openid-configuration`` (OpenID Connect Discovery 1.0): the RFC 8414
+    document plus the OpenID Provider metadata. (DOT's own view derives the issuer from its
+    URL namespace and the keys from ``OIDC_RSA_PRIVATE_KEY``; this app has neither.)"""
+
+    def overrides(self, request: HttpRequest) -> dict[str, Any]:
+        document = super().overrides(request)
+        document["claims_supported"] = (
+            oauth2_settings.OAUTH2_VALIDATOR_CLASS().get_discovery_claims(request)
+        )
+        document["prompt_values_supported"] = ["none", "login"]
+        return document
+
+
+class AuthorizationServerMetadataView(_Discovery, OAuthServerMetadataView):
+    """``GET /.well-known/oauth-authorization-server`` (RFC 8414)."""

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
+from django.db import router, transaction
+from django.utils import timezone
+
 from django_tokens import sessions
 from django_tokens.models import ApiKey, Session
 
 
 def revoke_sessions_of_deleted_user(sender: Any, instance: Any, **kwargs: Any) -> None:
     sessions.revoke_user(instance, reason="user_deleted")
+    # OAuth 2.0 tokens go with the user's rows (CASCADE); mark_deleted_access_token marks them.
 
 
 def revoke_sessions_of_deactivated_user(
@@ -25,7 +30,37 @@ def revoke_sessions_of_deactivated_user(
     if update_fields is not None and "is_active" not in update_fields:
         return
     sessions.revoke_user(instance, reason="user_deactivated")
+    revoke_oauth2_tokens_of_user(instance)
 
 
 def revoke_sessions_of_deleted_api_key(sender: Any, instance: ApiKey, **kwargs: Any) -> None:
     sessions.revoke_sessions(Session.objects.filter(api_key=instance), reason="api_key_deleted")
+
+
+def revoke_oauth2_tokens_of_user(user: Any) -> None:
+    """Revoke a user's django-oauth-toolkit refresh tokens and delete their access tokens
+    (each deletion marks the token, see :func:`mark_deleted_access_token`)."""
+    if not apps.is_installed("oauth2_provider"):
+        return
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    access_token_model = get_access_token_model()
+    with transaction.atomic(using=router.db_for_write(access_token_model)):
+        now = timezone.now()
+        get_refresh_token_model().objects.filter(user=user, revoked__isnull=True).update(
+            revoked=now, updated=now
+        )
+        access_token_model.objects.filter(user=user).delete()
+
+
+def mark_deleted_access_token(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A django-oauth-toolkit access token row is gone (revoked, rotated away, its client or
+    user deleted): mark the token so that JWTAuthentication refuses it without a query, as
+    DOT's own OAuth2Authentication does. The mark is written once the deletion commits."""
+    checksum, expires = instance.token_checksum, instance.expires
+    if not checksum or expires is None:
+        return
+    using = kwargs.get("using") or router.db_for_write(sender)
+    transaction.on_commit(
+        lambda: sessions.set_token_marks({checksum: expires}, now=timezone.now()), using=using
+    )

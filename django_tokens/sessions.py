@@ -12,6 +12,7 @@ tokens before they expire.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -228,16 +229,60 @@ def set_marks(session_ids: Iterable[str], *, now: datetime) -> None:
         )
 
 
-def is_revoked(claims: Mapping[str, Any]) -> bool:
-    """True when the token's session carries a revocation mark.
+def _token_mark_key(checksum: str) -> str:
+    return f"{MARK_PREFIX}:at:{checksum}"
+
+
+def token_checksum(raw_token: str | bytes) -> str:
+    """SHA-256 hex of a token: the ``token_checksum`` django-oauth-toolkit stores."""
+    if isinstance(raw_token, str):
+        raw_token = raw_token.encode()
+    return hashlib.sha256(raw_token).hexdigest()
+
+
+def set_token_marks(expiries: Mapping[str, datetime], *, now: datetime) -> None:
+    """Mark single access tokens revoked, by checksum, each until it expires (plus leeway).
+
+    OAuth 2.0 access tokens belong to no session of this app: django-oauth-toolkit keeps a
+    row per token, and deleting the row (revocation, rotation, reuse, a deleted client or
+    user) marks the token so that resource servers refuse it without a query.
+    """
+    leeway = int(token_settings.LEEWAY)
+    cache = caches[token_settings.CACHE_ALIAS]
+    try:
+        for checksum, expires in expiries.items():
+            remaining = int((expires - now).total_seconds()) + leeway + 1
+            if remaining > 0:
+                cache.set(_token_mark_key(checksum), int(now.timestamp()), timeout=remaining)
+    except Exception:
+        logger.error(
+            "Could not write %d access-token revocation mark(s): those tokens stay valid for "
+            "JWTAuthentication until they expire.",
+            len(expiries),
+            exc_info=True,
+        )
+
+
+def is_revoked(claims: Mapping[str, Any], *, checksum: str | None = None) -> bool:
+    """True when the token's session, or (given its ``checksum``) the token itself, carries
+    a revocation mark. Tokens of a session are checked by ``sid``; OAuth 2.0 tokens, which
+    carry ``client_id``, by checksum.
 
     An unreachable cache is not a mark: verification keeps working on signatures alone.
     """
+    keys = []
     session_id = claims.get("sid")
-    if not session_id:
+    if session_id:
+        keys.append(_mark_key(str(session_id)))
+    if checksum and claims.get("client_id") is not None:
+        keys.append(_token_mark_key(checksum))
+    if not keys:
         return False
     try:
-        return caches[token_settings.CACHE_ALIAS].get(_mark_key(str(session_id))) is not None
+        cache = caches[token_settings.CACHE_ALIAS]
+        if len(keys) == 1:
+            return cache.get(keys[0]) is not None
+        return bool(cache.get_many(keys))
     except Exception:
         logger.warning("Revocation marks unreadable; verifying by signature only.", exc_info=True)
         return False

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from django_tokens import jws, keystore
 from django_tokens.conf import token_settings
+from django_tokens.models import UserMetadata
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 
@@ -124,6 +125,46 @@ def issue_refresh_jwt(
     return jws.sign(claims, key.private_key, key.algorithm, kid=key.kid, typ="JWT")
 
 
+def identity_claims(user: Any, scopes: Iterable[str], metadata: Any = None) -> dict[str, Any]:
+    """The claims about ``user`` that ``scopes`` grant (OIDC Core §5.4), for ID tokens and
+    the userinfo endpoint: ``email`` -> email, email_verified; ``profile`` -> name,
+    preferred_username; ``app_metadata`` / ``user_metadata`` -> those objects from
+    :class:`~django_tokens.models.UserMetadata` (``metadata``, None when the user has none)."""
+    scopes = set(scopes)
+    claims: dict[str, Any] = {}
+    if "email" in scopes:
+        claims["email"] = user.email
+        claims["email_verified"] = bool(metadata and metadata.email_verified)
+    if "profile" in scopes:
+        claims["name"] = user.get_full_name() or user.get_username()
+        claims["preferred_username"] = user.get_username()
+    if "app_metadata" in scopes:
+        claims["app_metadata"] = dict(metadata.app_metadata) if metadata else {}
+    if "user_metadata" in scopes:
+        claims["user_metadata"] = dict(metadata.user_metadata) if metadata else {}
+    return claims
+
+
+#: Scopes whose claims come from the user's UserMetadata row.
+METADATA_SCOPES = frozenset({"email", "app_metadata", "user_metadata"})
+
+
+def metadata_for(user: Any, scopes: Iterable[str]) -> Any:
+    """The user's :class:`~django_tokens.models.UserMetadata`, read only when a scope needs it."""
+    if METADATA_SCOPES.isdisjoint(scopes):
+        return None
+    return UserMetadata.objects.filter(user=user).first()
+
+
+#: Claims :func:`identity_claims` can add, by the scope that grants them.
+IDENTITY_CLAIMS = {
+    "email": ("email", "email_verified"),
+    "profile": ("name", "preferred_username"),
+    "app_metadata": ("app_metadata",),
+    "user_metadata": ("user_metadata",),
+}
+
+
 def issue_id_token(
     user: Any,
     *,
@@ -136,9 +177,8 @@ def issue_id_token(
     metadata: Any = None,
     now: datetime | None = None,
 ) -> str:
-    """An OpenID Connect ID token (OIDC Core §2) with the claims the scopes grant (§5.4):
-    ``email`` -> email, email_verified; ``profile`` -> name, preferred_username;
-    ``app_metadata`` / ``user_metadata`` -> those objects from :class:`UserMetadata`."""
+    """An OpenID Connect ID token (OIDC Core §2) with the claims the scopes grant
+    (:func:`identity_claims`)."""
     key = keystore.signing_key()
     scopes = set(scopes)
     issued_at = int((now or timezone.now()).timestamp())
@@ -152,14 +192,5 @@ def issue_id_token(
         "auth_time": int(auth_time.timestamp()),
         "sid": session_id,
     }
-    if "email" in scopes:
-        claims["email"] = user.email
-        claims["email_verified"] = bool(metadata and metadata.email_verified)
-    if "profile" in scopes:
-        claims["name"] = user.get_full_name() or user.get_username()
-        claims["preferred_username"] = user.get_username()
-    if "app_metadata" in scopes:
-        claims["app_metadata"] = dict(metadata.app_metadata) if metadata else {}
-    if "user_metadata" in scopes:
-        claims["user_metadata"] = dict(metadata.user_metadata) if metadata else {}
+    claims.update(identity_claims(user, scopes, metadata))
     return jws.sign(claims, key.private_key, key.algorithm, kid=key.kid, typ="JWT")

@@ -31,12 +31,13 @@ from django_tokens.errors import (
     InvalidGrant,
     TemporarilyUnavailable,
 )
-from django_tokens.models import ApiKey, Session, UserMetadata
+from django_tokens.models import ApiKey, Session
 from django_tokens.tokens import (
     REFRESH_TOKEN_CLAIM_TYPE,
     issue_access_token,
     issue_id_token,
     issue_refresh_jwt,
+    metadata_for,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,17 +63,6 @@ class KeycloakResult:
 
 def _refused() -> InvalidCredentials:
     return InvalidCredentials(CREDENTIALS_MESSAGE)
-
-
-#: Scopes whose ID-token claims come from the user's UserMetadata row.
-METADATA_SCOPES = frozenset({"email", "app_metadata", "user_metadata"})
-
-
-def _metadata(user: Any, scopes: list[str]) -> UserMetadata | None:
-    """The user's metadata row, read only when a granted scope needs it."""
-    if METADATA_SCOPES.isdisjoint(scopes):
-        return None
-    return UserMetadata.objects.filter(user=user).first()
 
 
 def _mint(
@@ -113,7 +103,7 @@ def _mint(
         audience=audience,
         auth_time=session.created_at,
         lifetime=lifetime,
-        metadata=_metadata(user, session.scopes),
+        metadata=metadata_for(user, session.scopes),
         now=now,
     )
     return KeycloakResult(

@@ -16,18 +16,36 @@ that wires them up.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from datetime import timedelta
 from typing import Any
 
 from django.db import router, transaction
+from django.db.models import F
 from django.http import HttpRequest
-from oauth2_provider.models import get_id_token_model
+from django.utils import timezone
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import BaseScopes
+from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from django_tokens import jws, keystore
 from django_tokens.conf import token_settings
 from django_tokens.models import Session
-from django_tokens.tokens import issue_access_token, issuer_for
+from django_tokens.tokens import (
+    IDENTITY_CLAIMS,
+    identity_claims,
+    issue_access_token,
+    issuer_for,
+    metadata_for,
+)
+
+logger = logging.getLogger(__name__)
 
 SERVICE = Session.Service.OAUTH2
 
@@ -71,6 +89,12 @@ def generate_access_token(request: Any) -> str:
     return access.token
 
 
+class _RetryBecameReuse(Exception):
+    def __init__(self, family: Any) -> None:
+        super().__init__("refresh token reused")
+        self.family = family
+
+
 class TokenSettingsScopes(BaseScopes):
     """Scopes and their descriptions from ``DJANGO_TOKENS["OAUTH2_SCOPES"]``."""
 
@@ -89,7 +113,17 @@ class TokenSettingsScopes(BaseScopes):
 
 
 class KeystoreOAuth2Validator(OAuth2Validator):
-    """DOT's validator with ID tokens signed by the keystore's active key."""
+    """DOT's validator with ID tokens signed by the keystore's active key, identity claims
+    from :func:`~django_tokens.tokens.identity_claims`, and the refresh-token reuse rules of
+    :mod:`django_tokens.sessions`.
+
+    Refresh tokens rotate (DOT's ``ROTATE_REFRESH_TOKEN``) and a rotated one presented again
+    revokes its family (DOT's ``REFRESH_TOKEN_REUSE_PROTECTION``), except within
+    ``DJANGO_TOKENS["REFRESH_REUSE_GRACE"]`` seconds of its rotation, while its successor is
+    the family's live member: that is a client's retry, and it is answered with a fresh pair
+    that *supersedes* the successor, so a family never has two live members. (DOT's own
+    grace period answers with the previous tokens, which hashed token storage cannot do.)
+    """
 
     def finalize_id_token(
         self, id_token: dict, token: Any, token_handler: Any, request: Any
@@ -108,3 +142,121 @@ class KeystoreOAuth2Validator(OAuth2Validator):
 
     def get_oidc_issuer_endpoint(self, request: Any) -> str:
         return _issuer(request)
+
+    # -- ID tokens and claims --------------------------------------------------------------
+
+    def _load_id_token(self, token: str) -> Any:
+        """The stored ID token for a keystore-signed ``token`` (DOT verifies with the
+        application's own key, which this app does not use)."""
+        try:
+            _header, claims = keystore.verify(
+                token, types={"JWT"}, audience=None, issuer=None, require=("jti", "aud")
+            )
+        except jws.InvalidSignedToken:
+            return None
+        return get_id_token_model().objects.filter(jti=claims["jti"]).first()
+
+    def get_oidc_claims(self, token: Any, token_handler: Any, request: Any) -> dict[str, Any]:
+        user = request.user
+        scopes = list(request.scopes or [])
+        return {"sub": str(user.pk), **identity_claims(user, scopes, metadata_for(user, scopes))}
+
+    def get_discovery_claims(self, request: Any) -> list[str]:
+        offered = token_settings.OAUTH2_SCOPES
+        return ["sub"] + [
+            claim
+            for scope, claims in IDENTITY_CLAIMS.items()
+            if scope in offered
+            for claim in claims
+        ]
+
+    # -- refresh tokens: the reuse rules of django_tokens.sessions -------------------------
+
+    def validate_refresh_token(
+        self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        retry = self._grace_retry(refresh_token, client)
+        if retry is None:
+            return bool(
+                super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+            )
+        request.user = retry.user
+        request.refresh_token = refresh_token
+        request.refresh_token_instance = retry
+        request.django_tokens_retry = True
+        return True
+
+    def _grace_retry(self, refresh_token: str, client: Any) -> Any:
+        """The rotated refresh token behind a retry inside the grace window, or None."""
+        grace = token_settings.REFRESH_REUSE_GRACE
+        if grace <= 0 or not isinstance(refresh_token, str):
+            return None
+        checksum = hashlib.sha256(refresh_token.encode()).hexdigest()
+        rt = (
+            get_refresh_token_model()
+            .objects.filter(token_checksum=checksum)
+            .select_related("user")
+            .order_by(F("revoked").desc(nulls_first=True))
+            .first()
+        )
+        if rt is None or rt.revoked is None or rt.application_id != getattr(client, "pk", None):
+            return None
+        if rt.revoked < timezone.now() - timedelta(seconds=grace) or not rt.user.is_active:
+            return None
+        # Superseded (its successor's access token, minted from it, still lives), not
+        # deliberately revoked.
+        if not get_access_token_model().objects.filter(source_refresh_token=rt).exists():
+            return None
+        return rt
+
+    def get_original_scopes(
+        self, refresh_token: str, request: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if getattr(request, "django_tokens_retry", False):
+            successor = (
+                get_access_token_model()
+                .objects.filter(source_refresh_token=request.refresh_token_instance)
+                .values_list("scope", flat=True)
+                .first()
+            )
+            return successor.split() if successor else []
+        return super().get_original_scopes(refresh_token, request, *args, **kwargs)
+
+    def save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().save_bearer_token(token, request, *args, **kwargs)
+        except _RetryBecameReuse as reuse:
+            # The token transaction is rolled back; the family's revocation is committed.
+            get_refresh_token_model().revoke_family(reuse.family)
+            logger.warning("Refresh token reuse detected; OAuth 2.0 token family revoked.")
+            raise oauthlib_errors.InvalidGrantError(request=request) from None
+
+    def _save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(request, "django_tokens_retry", False):
+            self._supersede_successor(request)
+        return super()._save_bearer_token(token, request, *args, **kwargs)
+
+    def _supersede_successor(self, request: Any) -> None:
+        """Inside the token transaction: revoke the live successor of the retried token, so
+        that DOT mints a fresh pair in the same family. Rows are locked in DOT's order
+        (refresh tokens, then access tokens). If the successor has meanwhile been rotated
+        itself, the retry has become reuse: the family is revoked."""
+        refresh_model = get_refresh_token_model()
+        retried = refresh_model.objects.select_for_update().get(
+            pk=request.refresh_token_instance.pk
+        )
+        successor = (
+            refresh_model.objects.select_for_update()
+            .filter(
+                token_family=retried.token_family,
+                revoked__isnull=True,
+                access_token__source_refresh_token=retried,
+            )
+            .first()
+        )
+        if successor is None:
+            raise _RetryBecameReuse(retried.token_family)
+        successor.revoke()
+        request.refresh_token_instance = retried
+        # DOT's _save_bearer_token looks for an access token minted from ``retried`` and,
+        # finding none now, mints a fresh pair from it in the same family.

@@ -34,7 +34,8 @@ class MeView(APIView):
                 "username": serializers.CharField(),
                 "email": serializers.CharField(),
                 "scope": serializers.ListField(child=serializers.CharField()),
-                "session": serializers.CharField(),
+                "session": serializers.CharField(allow_null=True),
+                "client_id": serializers.CharField(required=False),
                 "date_joined": serializers.DateTimeField(required=False),
             },
         ),
@@ -50,8 +51,11 @@ class MeView(APIView):
             "username": user.username,
             "email": user.email,
             "scope": sorted(request.auth.scopes),  # type: ignore[union-attr]
-            "session": request.auth["sid"],  # type: ignore[index]
+            # The session of password and API-key tokens; OAuth 2.0 tokens name their client.
+            "session": request.auth.get("sid"),  # type: ignore[union-attr]
         }
+        if "client_id" in request.auth:  # type: ignore[operator]
+            body["client_id"] = request.auth["client_id"]  # type: ignore[index]
         if request.query_params.get("fields") == "full":
             body["date_joined"] = user.date_joined.isoformat()
         return Response(body)
