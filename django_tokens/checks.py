@@ -122,12 +122,50 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     messages.extend(_check_client_secret_hasher())
+    messages.extend(_check_provider_hooks())
     if "rest_framework" not in settings.INSTALLED_APPS:
         messages.append(
             Error(
                 "django-tokens needs Django REST framework.",
                 hint="Add 'rest_framework' to INSTALLED_APPS.",
                 id="django_tokens.E007",
+            )
+        )
+    return messages
+
+
+#: The OAUTH2_PROVIDER entries that make django-oauth-toolkit issue this app's tokens.
+_PROVIDER_HOOKS = {
+    "ACCESS_TOKEN_GENERATOR": "django_tokens.services.oauth2.generate_access_token",
+    "OAUTH2_VALIDATOR_CLASS": "django_tokens.services.oauth2.KeystoreOAuth2Validator",
+}
+
+
+def _check_provider_hooks() -> list[CheckMessage]:
+    """With django-oauth-toolkit installed, its tokens should come from the keystore."""
+    if "oauth2_provider" not in settings.INSTALLED_APPS:
+        return []
+    provider = getattr(settings, "OAUTH2_PROVIDER", {}) or {}
+    messages: list[CheckMessage] = []
+    missing = sorted(name for name, path in _PROVIDER_HOOKS.items() if provider.get(name) != path)
+    if missing:
+        messages.append(
+            Warning(
+                f"OAUTH2_PROVIDER does not set {', '.join(missing)} to django-tokens' hooks: "
+                "OAuth 2.0 tokens will not be JWTs from the keystore, and JWTAuthentication "
+                "will not accept them.",
+                hint="Set OAUTH2_PROVIDER = django_tokens.oauth2_config.provider_settings() "
+                "(pass overrides as keyword arguments).",
+                id="django_tokens.W004",
+            )
+        )
+    if provider.get("OIDC_RSA_PRIVATE_KEY"):
+        messages.append(
+            Warning(
+                "OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] is set, but ID tokens are signed by "
+                "the keystore; the key in settings is a second key to guard for nothing.",
+                hint="Remove OIDC_RSA_PRIVATE_KEY from OAUTH2_PROVIDER.",
+                id="django_tokens.W005",
             )
         )
     return messages

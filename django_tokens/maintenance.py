@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.apps import apps
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -45,7 +46,8 @@ def purge(
     progress: Callable[[str, int], None] | None = None,
 ) -> PurgeResult:
     """Delete what can no longer be used: expired refresh tokens, expired or long-revoked
-    sessions (with their families); mark retiring keys whose tokens have expired as retired.
+    sessions (with their families), expired OAuth 2.0 codes and tokens; mark retiring keys
+    whose tokens have expired as retired.
 
     Revoked sessions are kept as long as an access token of theirs could still be presented,
     then removed.
@@ -64,10 +66,31 @@ def purge(
         result.counts[label] = _delete_in_batches(queryset, batch_size)
         if progress:
             progress(label, result.counts[label])
+    if apps.is_installed("oauth2_provider"):
+        result.counts["oauth2 rows"] = _clear_expired_oauth2()
+        if progress:
+            progress("oauth2 rows", result.counts["oauth2 rows"])
     result.counts["signing keys retired"] = SigningKey.objects.filter(
         state=SigningKey.State.RETIRING, retire_after__lte=now
     ).update(state=SigningKey.State.RETIRED, retired_at=now)
     return result
+
+
+def _clear_expired_oauth2() -> int:
+    """django-oauth-toolkit's own ``clear_expired`` (its ``cleartokens`` command): expired
+    authorization codes, access tokens, ID tokens and the refresh tokens its settings let
+    go. Returns how many rows went."""
+    from oauth2_provider import models as dot
+
+    tables = [
+        dot.get_grant_model(),
+        dot.get_access_token_model(),
+        dot.get_id_token_model(),
+        dot.get_refresh_token_model(),
+    ]
+    before = sum(model._default_manager.count() for model in tables)
+    dot.clear_expired()
+    return before - sum(model._default_manager.count() for model in tables)
 
 
 @dataclass

@@ -23,11 +23,15 @@ def provider_settings(**overrides: Any) -> dict[str, Any]:
         # The seed's three grants only: the password grant would let any client test user
         # passwords past this app's throttles (RFC 9700 §2.4 forbids it).
         "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
-        # Only digests of tokens are stored (RFC 9700 §4.14); reuse of a rotated refresh
-        # token revokes its family, after the same grace as the other services.
+        # Only digests of tokens are stored (RFC 9700 §4.14). Reuse of a rotated refresh
+        # token revokes its family, except for a retry within DJANGO_TOKENS'
+        # REFRESH_REUSE_GRACE, as in the other services (KeystoreOAuth2Validator).
         "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
         "REFRESH_TOKEN_REUSE_PROTECTION": True,
         "ROTATE_REFRESH_TOKEN": True,
+        # A refresh token unused for 14 days after its access token expired is dead (the
+        # password service's REFRESH_TOKEN_LIFETIME); without it DOT's never expire.
+        "REFRESH_TOKEN_EXPIRE_SECONDS": 14 * 24 * 3600,
         "PKCE_REQUIRED": True,
         # OpenID Connect: ID tokens and userinfo. They are signed by the keystore, so no
         # OIDC_RSA_PRIVATE_KEY is set; an application's "algorithm" field is not used.

@@ -4,6 +4,7 @@ from django.core import checks
 from django.test import override_settings
 
 from django_tokens.checks import check_settings
+from django_tokens.oauth2_config import provider_settings
 from tests.keys import FERNET_KEY_NEW, FERNET_KEY_OLD
 
 REDIS_CACHES = {
@@ -201,7 +202,26 @@ SLOW = "django.contrib.auth.hashers.PBKDF2PasswordHasher"
     ids=["fast-hasher-missing", "fast-hasher-first", "fast-hasher-after-the-slow-one"],
 )
 def test_e009_e010_client_secret_hasher_placement(hashers, expected):
-    with production(
-        OAUTH2_PROVIDER={"CLIENT_SECRET_HASHER": "django_tokens_sha256"}, PASSWORD_HASHERS=hashers
-    ):
+    with production(OAUTH2_PROVIDER=provider_settings(), PASSWORD_HASHERS=hashers):
         assert ids(check_settings()) == expected
+
+
+def test_w004_provider_without_the_keystore_hooks():
+    with production(OAUTH2_PROVIDER={"CLIENT_SECRET_HASHER": "django_tokens_sha256"}):
+        (message,) = check_settings()
+    assert message.id == "django_tokens.W004"
+    assert "ACCESS_TOKEN_GENERATOR, OAUTH2_VALIDATOR_CLASS" in message.msg
+    with production(OAUTH2_PROVIDER=provider_settings(ACCESS_TOKEN_EXPIRE_SECONDS=600)):
+        assert check_settings() == []
+
+
+def test_w004_is_silent_without_django_oauth_toolkit():
+    apps = [app for app in settings.INSTALLED_APPS if app != "oauth2_provider"]
+    with production(INSTALLED_APPS=apps, OAUTH2_PROVIDER={}):
+        assert "django_tokens.W004" not in ids(check_settings())
+
+
+def test_w005_oidc_rsa_private_key_is_a_second_key():
+    provider = provider_settings(OIDC_RSA_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----...")
+    with production(OAUTH2_PROVIDER=provider):
+        assert ids(check_settings()) == ["django_tokens.W005"]

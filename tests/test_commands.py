@@ -176,7 +176,12 @@ def test_purge_tokens_reports_counts_as_json(project):
 
     counts = project.run_json("purge_tokens", "--batch-size", "2")
 
-    assert counts == {"refresh tokens": 3, "sessions": 3, "signing keys retired": 0}
+    assert counts == {
+        "refresh tokens": 3,
+        "sessions": 3,
+        "oauth2 rows": 0,
+        "signing keys retired": 0,
+    }
     assert project.query("SELECT COUNT(*) FROM django_tokens_session") == [(1,)]
     assert project.query("SELECT COUNT(*) FROM django_tokens_refreshtoken") == [(1,)]
 

@@ -70,7 +70,12 @@ def test_purge_removes_what_can_no_longer_be_used_and_keeps_the_rest(user, now):
 
     result = purge(now=now)
 
-    assert result.counts == {"refresh tokens": 2, "sessions": 2, "signing keys retired": 0}
+    assert result.counts == {
+        "refresh tokens": 2,
+        "sessions": 2,
+        "oauth2 rows": 0,
+        "signing keys retired": 0,
+    }
     assert set(Session.objects.values_list("pk", flat=True)) == {
         live.session.pk,
         stale_member.session.pk,
@@ -114,7 +119,7 @@ def test_purge_reports_progress_per_step(user, now):
     sessions.start(user, service=PASSWORD, now=now - timedelta(days=40))
     seen = []
     purge(now=now, progress=lambda label, count: seen.append((label, count)))
-    assert seen == [("refresh tokens", 1), ("sessions", 1)]
+    assert seen == [("refresh tokens", 1), ("sessions", 1), ("oauth2 rows", 0)]
 
 
 def test_purge_retires_retiring_keys_past_retire_after(now):
@@ -185,3 +190,51 @@ def test_undecryptable_row_is_reported_and_left_untouched():
     assert SigningKey.objects.get(pk=broken.pk).encrypted_private_key == foreign
     with rotated_encryption_keys(), pytest.raises(DecryptionError):
         secret_box().decrypt(foreign)
+
+
+def test_purge_clears_expired_oauth2_codes_and_tokens_and_keeps_live_ones(user):
+    from oauth2_provider.models import AccessToken, Application, Grant
+    from oauth2_provider.models import RefreshToken as DOTRefresh
+
+    application = Application.objects.create(
+        name="purge-client",
+        client_type=Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris="https://client.example/cb",
+    )
+    now = timezone.now()
+
+    def grant(code: str, expires) -> Grant:
+        return Grant.objects.create(
+            application=application,
+            user=user,
+            code=code,
+            expires=expires,
+            redirect_uri="https://client.example/cb",
+            scope="read",
+            code_challenge="x" * 43,
+            code_challenge_method="S256",
+        )
+
+    grant("expired-code", now - timedelta(seconds=1))
+    live_grant = grant("live-code", now + timedelta(seconds=60))
+    AccessToken.objects.create(
+        application=application, user=user, token="expired", scope="read", expires=now
+    )
+    live = AccessToken.objects.create(
+        application=application,
+        user=user,
+        token="live",
+        scope="read",
+        expires=now + timedelta(hours=1),
+    )
+    DOTRefresh.objects.create(
+        application=application, user=user, token="refresh", access_token=live
+    )
+
+    result = purge()
+
+    assert result.counts["oauth2 rows"] == 2
+    assert list(Grant.objects.values_list("pk", flat=True)) == [live_grant.pk]
+    assert list(AccessToken.objects.values_list("pk", flat=True)) == [live.pk]
+    assert DOTRefresh.objects.get().access_token_id == live.pk

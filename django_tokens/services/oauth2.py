@@ -29,6 +29,7 @@ from oauth2_provider.models import (
     get_access_token_model,
     get_id_token_model,
     get_refresh_token_model,
+    refresh_token_expire_timedelta,
 )
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import BaseScopes
@@ -90,9 +91,9 @@ def generate_access_token(request: Any) -> str:
 
 
 class _RetryBecameReuse(Exception):
-    def __init__(self, family: Any) -> None:
+    def __init__(self, rt: Any) -> None:
         super().__init__("refresh token reused")
-        self.family = family
+        self.rt = rt
 
 
 class TokenSettingsScopes(BaseScopes):
@@ -118,7 +119,7 @@ class KeystoreOAuth2Validator(OAuth2Validator):
     :mod:`django_tokens.sessions`.
 
     Refresh tokens rotate (DOT's ``ROTATE_REFRESH_TOKEN``) and a rotated one presented again
-    revokes its family (DOT's ``REFRESH_TOKEN_REUSE_PROTECTION``), except within
+    revokes its family (with DOT's ``RefreshToken.revoke_family``), except within
     ``DJANGO_TOKENS["REFRESH_REUSE_GRACE"]`` seconds of its rotation, while its successor is
     the family's live member: that is a client's retry, and it is answered with a fresh pair
     that *supersedes* the successor, so a family never has two live members. (DOT's own
@@ -175,88 +176,117 @@ class KeystoreOAuth2Validator(OAuth2Validator):
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
     ) -> bool:
-        retry = self._grace_retry(refresh_token, client)
-        if retry is None:
-            return bool(
-                super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
-            )
-        request.user = retry.user
-        request.refresh_token = refresh_token
-        request.refresh_token_instance = retry
-        request.django_tokens_retry = True
-        return True
+        """DOT's checks, decided on one read of the token's row, with this app's grace rule.
 
-    def _grace_retry(self, refresh_token: str, client: Any) -> Any:
-        """The rotated refresh token behind a retry inside the grace window, or None."""
-        grace = token_settings.REFRESH_REUSE_GRACE
-        if grace <= 0 or not isinstance(refresh_token, str):
-            return None
+        A live token is accepted (DOT's idle expiry and orphan checks apply). A rotated one
+        is accepted as a retry while it is within ``REFRESH_REUSE_GRACE`` of its rotation and
+        its successor is still the family's live member; any other revoked token is reuse,
+        and its family is revoked. (Asking DOT after reading the row would let a rotation
+        committed in between pass for reuse.)
+        """
+        if not isinstance(refresh_token, str) or not refresh_token:
+            return False
         checksum = hashlib.sha256(refresh_token.encode()).hexdigest()
         rt = (
             get_refresh_token_model()
             .objects.filter(token_checksum=checksum)
-            .select_related("user")
+            .select_related("access_token", "user")
             .order_by(F("revoked").desc(nulls_first=True))
             .first()
         )
-        if rt is None or rt.revoked is None or rt.application_id != getattr(client, "pk", None):
-            return None
-        if rt.revoked < timezone.now() - timedelta(seconds=grace) or not rt.user.is_active:
-            return None
-        # Superseded (its successor's access token, minted from it, still lives), not
-        # deliberately revoked.
-        if not get_access_token_model().objects.filter(source_refresh_token=rt).exists():
-            return None
-        return rt
+        if rt is None:
+            return False
+        if rt.revoked is not None:
+            if not self._is_retry(rt):
+                self._revoke_reused(rt)
+                return False
+        elif rt.access_token is None:
+            return False  # an orphan: its access token was deleted out of band
+        else:
+            expire_delta = refresh_token_expire_timedelta()
+            if expire_delta and rt.access_token.expires + expire_delta <= timezone.now():
+                return False
+        if not rt.user.is_active:
+            return False
+        request.user = rt.user
+        # The raw token as presented: under hashed storage the stored column is blank.
+        request.refresh_token = refresh_token
+        request.refresh_token_instance = rt
+        return bool(rt.application_id == getattr(client, "pk", None))
+
+    def _is_retry(self, rt: Any) -> bool:
+        """Rotated less than the grace window ago, and its successor (the access token minted
+        from it, and that token's refresh token) still the live member of the family."""
+        grace = token_settings.REFRESH_REUSE_GRACE
+        if grace <= 0 or rt.revoked < timezone.now() - timedelta(seconds=grace):
+            return False
+        return bool(
+            get_refresh_token_model()
+            .objects.filter(
+                token_family=rt.token_family,
+                revoked__isnull=True,
+                access_token__source_refresh_token=rt,
+            )
+            .exists()
+        )
+
+    def _revoke_reused(self, rt: Any) -> None:
+        if rt.token_family:
+            get_refresh_token_model().revoke_family(rt.token_family)
+        logger.warning("Refresh token reuse detected; OAuth 2.0 token family revoked.")
 
     def get_original_scopes(
         self, refresh_token: str, request: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        if getattr(request, "django_tokens_retry", False):
-            successor = (
-                get_access_token_model()
-                .objects.filter(source_refresh_token=request.refresh_token_instance)
-                .values_list("scope", flat=True)
-                .first()
-            )
-            return successor.split() if successor else []
-        return super().get_original_scopes(refresh_token, request, *args, **kwargs)
+        rt = request.refresh_token_instance
+        if rt.revoked is None:
+            return super().get_original_scopes(refresh_token, request, *args, **kwargs)
+        # A retry: the scope its successor was granted.
+        successor = (
+            get_access_token_model()
+            .objects.filter(source_refresh_token=rt)
+            .values_list("scope", flat=True)
+            .first()
+        )
+        return successor.split() if successor else []
 
     def save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().save_bearer_token(token, request, *args, **kwargs)
         except _RetryBecameReuse as reuse:
             # The token transaction is rolled back; the family's revocation is committed.
-            get_refresh_token_model().revoke_family(reuse.family)
-            logger.warning("Refresh token reuse detected; OAuth 2.0 token family revoked.")
+            self._revoke_reused(reuse.rt)
             raise oauthlib_errors.InvalidGrantError(request=request) from None
 
     def _save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(request, "django_tokens_retry", False):
-            self._supersede_successor(request)
+        if request.grant_type == "refresh_token" and request.refresh_token_instance is not None:
+            self._lock_presented_token(request)
         return super()._save_bearer_token(token, request, *args, **kwargs)
 
-    def _supersede_successor(self, request: Any) -> None:
-        """Inside the token transaction: revoke the live successor of the retried token, so
-        that DOT mints a fresh pair in the same family. Rows are locked in DOT's order
-        (refresh tokens, then access tokens). If the successor has meanwhile been rotated
-        itself, the retry has become reuse: the family is revoked."""
+    def _lock_presented_token(self, request: Any) -> None:
+        """Inside the token transaction: lock the presented refresh token. If it has been
+        rotated meanwhile, or was a retry from the start, revoke its live successor, so
+        that DOT mints a fresh pair in the family from it and the family keeps one live
+        member; if that successor has meanwhile been rotated itself, this is reuse. Rows
+        are locked in DOT's order: refresh tokens, then access tokens."""
         refresh_model = get_refresh_token_model()
-        retried = refresh_model.objects.select_for_update().get(
+        presented = refresh_model.objects.select_for_update().get(
             pk=request.refresh_token_instance.pk
         )
+        request.refresh_token_instance = presented
+        if presented.revoked is None:
+            return
         successor = (
             refresh_model.objects.select_for_update()
             .filter(
-                token_family=retried.token_family,
+                token_family=presented.token_family,
                 revoked__isnull=True,
-                access_token__source_refresh_token=retried,
+                access_token__source_refresh_token=presented,
             )
             .first()
         )
-        if successor is None:
-            raise _RetryBecameReuse(retried.token_family)
+        if successor is None or not self._is_retry(presented):
+            raise _RetryBecameReuse(presented)
         successor.revoke()
-        request.refresh_token_instance = retried
-        # DOT's _save_bearer_token looks for an access token minted from ``retried`` and,
+        # DOT's _save_bearer_token looks for an access token minted from ``presented`` and,
         # finding none now, mints a fresh pair from it in the same family.

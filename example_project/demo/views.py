@@ -1,5 +1,9 @@
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
@@ -59,3 +63,26 @@ class MeView(APIView):
         if request.query_params.get("fields") == "full":
             body["date_joined"] = user.date_joined.isoformat()
         return Response(body)
+
+
+def oauth2_callback(request: HttpRequest) -> HttpResponse:
+    """The redirect URI of the demo public client: shows the code and how to exchange it."""
+    params = request.GET
+    response = render(
+        request,
+        "demo/callback.html",
+        {
+            "code": params.get("code", ""),
+            "state": params.get("state", ""),
+            "error": params.get("error", ""),
+            "error_description": params.get("error_description", ""),
+            "client_id": DEMO_PUBLIC_CLIENT_ID,
+            "redirect_uri": request.build_absolute_uri(request.path),
+            "token_url": request.build_absolute_uri(reverse("django_tokens:oauth2-token")),
+        },
+    )
+    add_never_cache_headers(response)
+    return response
+
+
+DEMO_PUBLIC_CLIENT_ID = "demo-spa"

@@ -9,7 +9,8 @@ from django_tokens.maintenance import purge
 class Command(BaseCommand):
     help = (
         "Delete expired refresh tokens and sessions (and sessions revoked longer ago than an "
-        "access token lives), in batches; retire signing keys no token needs any more."
+        "access token lives), in batches, and expired OAuth 2.0 codes and tokens; retire "
+        "signing keys no token needs any more."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,6 +1,10 @@
 """Create the example's demo data (idempotent) and print how to call each endpoint."""
 
+import base64
+import hashlib
+import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
@@ -10,6 +14,7 @@ from oauth2_provider.models import get_application_model
 from django_tokens import api_keys, keystore
 from django_tokens.models import ApiKey, UserMetadata
 from example_project.demo.models import CustomerProfile
+from example_project.demo.views import DEMO_PUBLIC_CLIENT_ID
 
 ADMIN = ("admin", "admin-demo-password")
 DEMO = ("demo", "demo-password")
@@ -58,12 +63,12 @@ class Command(BaseCommand):
             issued = api_keys.issue(demo, name=DEMO_KEY_NAME)
         else:
             issued = api_keys.rotate_secret(key.key_id)
+        base_url = options["base_url"].rstrip("/")
         client_secret = self._confidential_client(demo)
+        self._public_client(demo, base_url)
         keystore.ensure_keys()
         self.stdout.write(
-            self._instructions(
-                options["base_url"].rstrip("/"), issued.api_key.key_id, issued.secret, client_secret
-            )
+            self._instructions(base_url, issued.api_key.key_id, issued.secret, client_secret)
         )
 
     def _confidential_client(self, owner: Any) -> str:
@@ -83,7 +88,41 @@ class Command(BaseCommand):
         application.save()
         return secret
 
+    def _public_client(self, owner: Any, base_url: str) -> None:
+        """The demo public client (a browser app): authorization code with PKCE."""
+        applications = get_application_model()
+        applications.objects.update_or_create(
+            client_id=DEMO_PUBLIC_CLIENT_ID,
+            defaults={
+                "name": "Demo browser app",
+                "user": owner,
+                "client_type": applications.CLIENT_PUBLIC,
+                "authorization_grant_type": applications.GRANT_AUTHORIZATION_CODE,
+                "redirect_uris": f"{base_url}/demo/callback",
+                "client_secret": "",
+            },
+        )
+
+    def _authorize_link(self, url: str) -> tuple[str, str]:
+        """A fresh PKCE verifier and the authorize link that carries its S256 challenge."""
+        verifier = secrets.token_urlsafe(48)
+        digest = hashlib.sha256(verifier.encode()).digest()
+        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": DEMO_PUBLIC_CLIENT_ID,
+                "redirect_uri": f"{url}/demo/callback",
+                "scope": "openid profile email read",
+                "state": secrets.token_urlsafe(12),
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        return verifier, f"{url}/oauth2/authorize?{query}"
+
     def _instructions(self, url: str, key_id: str, secret: str, client_secret: str) -> str:
+        verifier, authorize_link = self._authorize_link(url)
         return f"""
 Demo data is ready.
 
@@ -125,6 +164,21 @@ OAuth 2.0 client credentials (seed 002) with the demo confidential client:
   curl -s -u '{DEMO_CLIENT_ID}:{client_secret}' \\
        -d grant_type=client_credentials -d 'scope=read' {url}/oauth2/token
 
+OAuth 2.0 authorization code with PKCE, in a browser (demo public client): open
+  {authorize_link}
+sign in as {DEMO[0]!r} / {DEMO[1]!r}, allow, and the callback page shows the code and the
+curl that exchanges it; it needs the PKCE verifier of this link:
+  export CODE_VERIFIER={verifier}
+Then refresh, and revoke (RFC 7009):
+  curl -s -d grant_type=refresh_token -d client_id={DEMO_PUBLIC_CLIENT_ID} \\
+       -d refresh_token="$REFRESH_TOKEN" {url}/oauth2/token
+  curl -s -d client_id={DEMO_PUBLIC_CLIENT_ID} -d token="$REFRESH_TOKEN" {url}/oauth2/revoke
+Who the token belongs to (OpenID Connect userinfo) and what it is (RFC 7662, for clients):
+  curl -s {url}/oauth2/userinfo -H "Authorization: Bearer $ACCESS_TOKEN"
+  curl -s -u '{DEMO_CLIENT_ID}:{client_secret}' -d token="$ACCESS_TOKEN" {url}/oauth2/introspect
+
+Discovery:           curl -s {url}/.well-known/openid-configuration
+                     curl -s {url}/.well-known/oauth-authorization-server
 Public keys (JWKS):  curl -s {url}/.well-known/jwks.json
 OpenAPI schema:      curl -s {url}/api/schema
 """
