@@ -23,7 +23,11 @@ DJANGO_TOKENS = {
 
 # Each test run gets its own Redis key space, so parallel runs and leftovers never collide.
 # Server processes started by a test inherit the prefix through the environment.
+# Under pytest-xdist each worker has a key space of its own (the controller's is inherited).
 if "REDIS_URL" in os.environ:
-    CACHES["default"]["KEY_PREFIX"] = os.environ.setdefault(  # noqa: F405
-        "DJANGO_TOKENS_TEST_CACHE_PREFIX", f"django-tokens-test-{os.getpid()}"
-    )
+    _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    _prefix = os.environ.get("DJANGO_TOKENS_TEST_CACHE_PREFIX", "")
+    if not _prefix or not _prefix.endswith(f"-{_worker}"):
+        _prefix = f"django-tokens-test-{os.getpid()}-{_worker}"
+        os.environ["DJANGO_TOKENS_TEST_CACHE_PREFIX"] = _prefix
+    CACHES["default"]["KEY_PREFIX"] = _prefix  # noqa: F405
