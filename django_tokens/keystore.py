@@ -243,7 +243,7 @@ def verify(
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
         raise jws.InvalidSignedToken("Token has no usable kid.")
-    if str(header.get("typ", "")).lower() not in types:
+    if str(header.get("typ", "")).lower() not in {kind.lower() for kind in types}:
         raise jws.InvalidSignedToken("Token is of another type.")
     key = verification_key(kid)
     if key is None:

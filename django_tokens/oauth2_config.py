@@ -33,6 +33,8 @@ def provider_settings(**overrides: Any) -> dict[str, Any]:
         # password service's REFRESH_TOKEN_LIFETIME); without it DOT's never expire.
         "REFRESH_TOKEN_EXPIRE_SECONDS": 14 * 24 * 3600,
         "PKCE_REQUIRED": True,
+        # S256 only: the "plain" method protects nothing against a stolen code (RFC 9700 §2.1.1).
+        "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
         # OpenID Connect: ID tokens and userinfo. They are signed by the keystore, so no
         # OIDC_RSA_PRIVATE_KEY is set; an application's "algorithm" field is not used.
         "OIDC_ENABLED": True,

@@ -181,8 +181,7 @@ class IntrospectTokenView(_FormEndpoint, dot_views.IntrospectTokenView):
         if not token:
             return oauth2_error("invalid_request", "The 'token' parameter is required.")
         hint = request.POST.get("token_type_hint")
-        body = introspect(token, hint, request)
-        response = JsonResponse(body)
+        response = JsonResponse(introspect(token, hint, request))
         for name, value in errors.NO_STORE.items():
             response[name] = value
         return response
@@ -196,10 +195,12 @@ def introspect(token: str, hint: str | None, request: HttpRequest) -> dict[str, 
     if len(token) > jws.MAX_TOKEN_LENGTH:
         return dict(_INACTIVE)
     checksum = sessions.token_checksum(token)
-    if hint != "refresh_token" or token.count(".") == 2:
+    # The hint only orders the search (RFC 7662 §2.1); access tokens are JWTs, refresh
+    # tokens are not.
+    if token.count(".") == 2:
         answer = _introspect_access_token(token, checksum, request)
-        if answer is not None or hint == "access_token":
-            return answer or dict(_INACTIVE)
+        if answer is not None:
+            return answer
     return _introspect_refresh_token(checksum) or dict(_INACTIVE)
 
 
@@ -261,26 +262,44 @@ def _introspect_refresh_token(checksum: str) -> dict | None:
     }
 
 
+_INSUFFICIENT_SCOPE = 'Bearer error="insufficient_scope", scope="openid"'
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+@method_decorator(csrf_exempt, name="dispatch")
 class UserInfoView(dot_views.UserInfoView):
     """``GET``/``POST /oauth2/userinfo`` (OIDC Core §5.3): the claims the access token's
-    scopes grant, for a token with the ``openid`` scope. Errors are JSON, with the
-    ``WWW-Authenticate`` challenge of RFC 6750 §3."""
+    scopes grant, for a user's token with the ``openid`` scope. Errors are JSON, with the
+    ``WWW-Authenticate`` challenge of RFC 6750 §3: 401 for a missing, invalid, expired or
+    revoked token, 403 ``insufficient_scope`` for a good token without ``openid`` or
+    without a user (a client's own token)."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method not in ("GET", "POST"):
-            response = oauth2_error("invalid_request", "Use GET or POST.", status=405)
-            response["Allow"] = "GET, POST"
-            return response
+            refused = oauth2_error("invalid_request", "Use GET or POST.", status=405)
+            refused["Allow"] = "GET, POST"
+            return refused
+        response: HttpResponse
         try:
-            response = super().dispatch(request, *args, **kwargs)
+            if self._lacks_openid(request):
+                response = HttpResponse(status=403)
+                response["WWW-Authenticate"] = _INSUFFICIENT_SCOPE
+            else:
+                response = super().dispatch(request, *args, **kwargs)
         except Exception:
             logger.exception("Unexpected error in the userinfo endpoint.")
             return oauth2_error("server_error", errors.ServerError.message)
         if response.status_code == 200:
             return response
         challenge = response.get("WWW-Authenticate", 'Bearer error="invalid_token"')
-        code = "insufficient_scope" if "insufficient_scope" in challenge else "invalid_token"
-        status = 403 if code == "insufficient_scope" else 401
+        status = 403 if response.status_code == 403 else 401
+        code = "insufficient_scope" if status == 403 else "invalid_token"
+        if status == 403:
+            challenge = _INSUFFICIENT_SCOPE
         message = (
             "The access token lacks the 'openid' scope."
             if status == 403
@@ -289,6 +308,22 @@ class UserInfoView(dot_views.UserInfoView):
         reshaped = JsonResponse(errors.oauth2_body(code, message, status), status=status)
         reshaped["WWW-Authenticate"] = challenge
         return reshaped
+
+    @staticmethod
+    def _lacks_openid(request: HttpRequest) -> bool:
+        """A live OAuth 2.0 access token that cannot read userinfo. (Left to DOT, such a
+        token would be refused as invalid, 401, where RFC 6750 §3.1 says 403.)"""
+        token = _bearer_token(request)
+        if not token or len(token) > jws.MAX_TOKEN_LENGTH:
+            return False
+        stored = (
+            get_access_token_model()
+            .objects.filter(token_checksum=sessions.token_checksum(token))
+            .first()
+        )
+        if stored is None or not stored.is_valid():
+            return False
+        return stored.user_id is None or "openid" not in stored.scope.split()
 
 
 # -- the browser flow: login and consent pages ---------------------------------------------

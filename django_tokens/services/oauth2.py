@@ -105,7 +105,11 @@ class TokenSettingsScopes(BaseScopes):
     def get_available_scopes(
         self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any
     ) -> list[str]:
-        return list(token_settings.OAUTH2_SCOPES)
+        scopes = list(token_settings.OAUTH2_SCOPES)
+        if getattr(request, "grant_type", None) == "client_credentials":
+            # OpenID Connect is about a user; a client acting for itself has none.
+            scopes = [scope for scope in scopes if scope != "openid"]
+        return scopes
 
     def get_default_scopes(
         self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any
@@ -143,6 +147,13 @@ class KeystoreOAuth2Validator(OAuth2Validator):
 
     def get_oidc_issuer_endpoint(self, request: Any) -> str:
         return _issuer(request)
+
+    def validate_jwt_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        """A bearer token that looks like a JWT is an access token here. (With OpenID
+        Connect on, oauthlib sends JWT-shaped bearer tokens to this method, which DOT
+        answers by checking ID tokens: its ``OAuth2Authentication`` would refuse every
+        access token of this app and accept ID tokens instead.)"""
+        return bool(self.validate_bearer_token(token, scopes, request))
 
     # -- ID tokens and claims --------------------------------------------------------------
 
