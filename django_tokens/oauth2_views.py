@@ -1,5 +1,9 @@
 """OAuth 2.0 and OpenID Connect endpoints: django-oauth-toolkit's views, answering in seed
-002's shapes, with this app's login and consent pages and discovery documents."""
+002's shapes, with this app's login and consent pages and discovery documents.
+
+Every view is ``login_not_required``, so that projects using Django's
+``LoginRequiredMiddleware`` keep them reachable; the authorization endpoint sends users to
+its own login page (``OAUTH2_LOGIN_URL``)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from urllib.parse import urlparse
 
 from django import forms
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -71,6 +76,7 @@ def _reshape(response: HttpResponse) -> HttpResponse:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class TokenView(dot_views.TokenView):
     """``POST /oauth2/token`` (``application/x-www-form-urlencoded``): client_credentials,
     authorization_code (with PKCE ``code_verifier``) and refresh_token grants."""
@@ -146,6 +152,7 @@ class _FormEndpoint:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class RevokeTokenView(_FormEndpoint, dot_views.RevokeTokenView):
     """``POST /oauth2/revoke`` (RFC 7009): the client revokes one of its access or refresh
     tokens, and with it the rest of that grant's live tokens. Unknown tokens answer 200."""
@@ -159,6 +166,7 @@ def _unauthenticated_client() -> JsonResponse:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class IntrospectTokenView(_FormEndpoint, dot_views.IntrospectTokenView):
     """``POST /oauth2/introspect`` (RFC 7662), for authenticated clients (HTTP Basic or form
     credentials, or a bearer token with the ``introspection`` scope).
@@ -271,6 +279,7 @@ def _bearer_token(request: HttpRequest) -> str | None:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class UserInfoView(dot_views.UserInfoView):
     """``GET``/``POST /oauth2/userinfo`` (OIDC Core §5.3): the claims the access token's
     scopes grant, for a user's token with the ``openid`` scope. Errors are JSON, with the
@@ -365,6 +374,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 
 
 @method_decorator(xframe_options_deny, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class OAuth2LoginView(auth_views.LoginView):
     """``/oauth2/login``: the sign-in page the authorization endpoint sends users to."""
 
@@ -374,6 +384,7 @@ class OAuth2LoginView(auth_views.LoginView):
 
 
 @method_decorator(xframe_options_deny, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class AuthorizationView(dot_views.AuthorizationView):
     """``GET /oauth2/authorize``: django-oauth-toolkit's authorization endpoint (PKCE,
     exact redirect URIs, single-use codes) with this app's consent page, which names each

@@ -1628,3 +1628,42 @@ def test_consent_without_a_csrf_token_is_403_and_issues_no_code(
     assert allowed.status_code == 302
     assert code_from(allowed["Location"], fields["state"])
     assert Grant.objects.count() == 1
+
+
+LOGIN_REQUIRED_MIDDLEWARE = [
+    *settings.MIDDLEWARE,
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("post", "/oauth2/token", 400),
+        ("post", "/oauth2/revoke", 400),
+        ("post", "/oauth2/introspect", 401),
+        ("get", "/oauth2/userinfo", 401),
+        ("get", "/oauth2/login", 200),
+        ("get", "/.well-known/openid-configuration", 200),
+        ("get", "/.well-known/oauth-authorization-server", 200),
+        ("get", "/.well-known/jwks.json", 200),
+        ("post", "/api/token", 415),
+    ],
+)
+def test_endpoints_stay_reachable_behind_login_required_middleware(
+    client: Client, method: str, path: str, status: int
+) -> None:
+    with override_settings(MIDDLEWARE=LOGIN_REQUIRED_MIDDLEWARE):
+        response = getattr(client, method)(path)
+    assert response.status_code == status, (path, response.status_code, response.get("Location"))
+
+
+@pytest.mark.django_db
+def test_authorize_behind_login_required_middleware_sends_users_to_its_own_login_page(
+    client: Client,
+) -> None:
+    with override_settings(MIDDLEWARE=LOGIN_REQUIRED_MIDDLEWARE):
+        response = client.get("/oauth2/authorize", {"client_id": "x", "response_type": "code"})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/oauth2/login?next=")
