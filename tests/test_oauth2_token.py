@@ -235,6 +235,50 @@ def test_requests_oauthlib_backend_client_token_verifies_against_the_served_jwks
     }
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
+def test_authlib_client_credentials_token_is_accepted_by_the_resource_server(
+    live_server: Any, service_client: OAuthClient, auth_method: str
+) -> None:
+    from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
+
+    session = AuthlibSession(
+        service_client.client_id,
+        service_client.secret,
+        token_endpoint_auth_method=auth_method,
+        scope="read profile",
+    )
+    session.headers.update(CLOSE)
+    with override_settings(DJANGO_TOKENS={**settings.DJANGO_TOKENS, "ISSUER": None}):
+        token = session.fetch_token(
+            f"{live_server.url}/oauth2/token", grant_type="client_credentials"
+        )
+        me_response = requests.get(
+            f"{live_server.url}/api/me",
+            headers={"Authorization": f"Bearer {token['access_token']}", **CLOSE},
+            timeout=10,
+        )
+        refused = AuthlibSession(
+            service_client.client_id,
+            "not-the-secret",
+            token_endpoint_auth_method=auth_method,
+        )
+        refused.headers.update(CLOSE)
+        wrong = refused.post(
+            f"{live_server.url}/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=refused.client_auth,
+            timeout=10,
+        )
+
+    assert token["token_type"] == "bearer"
+    assert token["scope"] == "read profile"
+    assert me_response.status_code == 200, me_response.text
+    assert me_response.json()["client_id"] == service_client.client_id
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+
+
 @pytest.mark.django_db
 def test_each_token_has_its_own_jti(client: Client, service_client: OAuthClient) -> None:
     first = token_body(client_credentials(client, service_client))["access_token"]
