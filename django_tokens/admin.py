@@ -1,19 +1,32 @@
-"""Admin screens: read-only views of the keystore and sessions, revocation as an action.
+"""Admin screens: the keystore and sessions read-only with revocation as an action; API keys
+issued, rotated and revoked.
 
-Nothing secret is shown: private keys and refresh-token digests are not displayed.
+Nothing secret is shown but a new API-key secret, once, on the page that answers its issue or
+rotation. Private keys and refresh-token digests are never displayed.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_tokens import api_keys, sessions
+from django_tokens.conf import token_settings
 from django_tokens.models import ApiKey, Session, SigningKey, UserMetadata
 
 
@@ -79,11 +92,55 @@ class SessionAdmin(admin.ModelAdmin):
         )
 
 
+class ApiKeyIssueForm(forms.Form):
+    owner = forms.CharField(
+        label=_("Owner"), max_length=150, help_text=_("The username of the key's owner.")
+    )
+    name = forms.CharField(label=_("Name"), max_length=ApiKey._meta.get_field("name").max_length)
+    scopes = forms.CharField(
+        label=_("Scopes"), max_length=512, help_text=_("Space-separated, e.g. “openid email”.")
+    )
+    expires_in_days = forms.IntegerField(
+        label=_("Expires in (days)"),
+        required=False,
+        min_value=1,
+        max_value=36500,
+        help_text=_("Empty: the key does not expire."),
+    )
+
+    def clean_owner(self) -> Any:
+        users = get_user_model()
+        username = self.cleaned_data["owner"]
+        try:
+            return users._default_manager.get_by_natural_key(username)
+        except users.DoesNotExist:
+            raise forms.ValidationError(_("No user has that username.")) from None
+
+    def clean_scopes(self) -> list[str]:
+        scopes = self.cleaned_data["scopes"].split()
+        if not scopes:
+            raise forms.ValidationError(_("Name at least one scope."))
+        return scopes
+
+
+class RotateSecretForm(forms.Form):
+    grace_seconds = forms.IntegerField(
+        label=_("Grace period (seconds)"),
+        min_value=0,
+        max_value=30 * 24 * 3600,
+        initial=0,
+        help_text=_("How long the current secret keeps working beside the new one."),
+    )
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    """API keys are issued with ``create_api_key`` (the secret is shown once, there); here
-    they are listed, searched and revoked. No secret is ever displayed."""
+    """Issue, rotate and revoke API keys (:mod:`django_tokens.api_keys`, the same code as the
+    management commands). A secret appears once, on the page that answers the issue or
+    rotation (``Cache-Control: no-store``), and nowhere else: not in a list, a message, the
+    session, a log line or a URL."""
 
+    change_form_template = "admin/django_tokens/apikey/change_form.html"
     list_display = (
         "name",
         "key_id",
@@ -92,9 +149,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "created_at",
         "last_used_at",
         "expires_at",
-        "revoked_at",
+        "state",
     )
-    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "expires_at")
     search_fields = ("key_id", "name", "owner__username", "owner__email")
     list_select_related = ("owner",)
     fields = (
@@ -116,23 +173,198 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "previous_secret_expires_at",
         "revoked_at",
     )
-    actions = ["revoke"]
+    actions = ["revoke_selected", "rotate_selected"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(description=_("state"))
+    def state(self, obj: ApiKey) -> str:
+        if obj.revoked_at is not None:
+            return str(_("revoked"))
+        if obj.expires_at is not None and obj.expires_at <= timezone.now():
+            return str(_("expired"))
+        return str(_("live"))
 
-    @admin.action(
-        description=_("Revoke selected API keys and their sessions"), permissions=["change"]
-    )
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        keys = list(queryset.filter(revoked_at__isnull=True).values_list("key_id", flat=True))
-        revoked_sessions = sum(api_keys.revoke(key_id) for key_id in keys)
+    def get_urls(self) -> list[Any]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<path:object_id>/rotate/",
+                self.admin_site.admin_view(self.rotate_view),
+                name=f"{prefix}_rotate",
+            ),
+            path(
+                "<path:object_id>/revoke/",
+                self.admin_site.admin_view(self.revoke_view),
+                name=f"{prefix}_revoke",
+            ),
+            *super().get_urls(),
+        ]
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            f"admin/django_tokens/apikey/{template}",
+            {**self.admin_site.each_context(request), "opts": self.opts, **context},
+        )
+
+    def _secrets_page(
+        self, request: HttpRequest, issued: list[api_keys.IssuedSecret], title: Any
+    ) -> TemplateResponse:
+        response = self._page(request, "secret.html", title=title, issued_secrets=issued)
+        add_never_cache_headers(response)  # no-store, private: the secret is in this page only
+        return response
+
+    def _confirm_page(self, request: HttpRequest, **context: Any) -> TemplateResponse:
+        defaults = {
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "cancel_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+            "form_action": "",
+            "action": "",
+            "form": None,
+        }
+        return self._page(request, "confirm.html", **{**defaults, **context})
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        """Issue a key for a user: the answer is the page that shows its secret once."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ApiKeyIssueForm(
+            request.POST if request.method == "POST" else None,
+            initial={"scopes": " ".join(token_settings.API_KEY_SCOPES)},
+        )
+        if request.method == "POST" and form.is_valid():
+            days = form.cleaned_data["expires_in_days"]
+            issued = api_keys.issue(
+                form.cleaned_data["owner"],
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_in=timedelta(days=days) if days else None,
+            )
+            self.log_addition(request, issued.api_key, [{"added": {}}])
+            return self._secrets_page(request, [issued], _("API key issued"))
+        return self._confirm_page(
+            request,
+            title=_("Issue an API key"),
+            question=_("The secret is shown once, on the next page."),
+            form=form,
+            keys=[],
+            confirm_label=_("Issue key"),
+        )
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key = self._live_key_or_redirect(request, object_id)
+        if isinstance(key, HttpResponse):
+            return key
+        return self._rotate(request, [key], form_action=request.path, action="")
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key = self._live_key_or_redirect(request, object_id)
+        if isinstance(key, HttpResponse):
+            return key
+        if request.method == "POST" and request.POST.get("post"):
+            self._revoke(request, [key])
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[key.pk])
+            )
+        return self._confirm_page(
+            request,
+            title=_("Revoke API key"),
+            question=_(
+                "Revoke this key? Its assertions are refused at once, its sessions stop "
+                "refreshing and their access tokens are refused."
+            ),
+            keys=[key],
+            form_action=request.path,
+            confirm_label=_("Yes, revoke"),
+        )
+
+    def _live_key_or_redirect(self, request: HttpRequest, object_id: str) -> Any:
+        key = self.get_object(request, unquote(object_id))
+        if key is None:
+            raise Http404
+        if not self.has_change_permission(request, key):
+            raise PermissionDenied
+        if not key.is_live(timezone.now()):
+            self.message_user(request, _("This key is revoked or expired."), messages.ERROR)
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[key.pk])
+            )
+        return key
+
+    # -- shared by the object views and the bulk actions --------------------------------------
+
+    def _rotate(
+        self, request: HttpRequest, keys: list[ApiKey], *, form_action: str, action: str
+    ) -> HttpResponse:
+        form = RotateSecretForm(request.POST if request.POST.get("post") else None)
+        if form.is_bound and form.is_valid():
+            grace = timedelta(seconds=form.cleaned_data["grace_seconds"])
+            issued = []
+            for key in keys:
+                try:
+                    issued.append(api_keys.rotate_secret(key.key_id, grace=grace))
+                except (api_keys.ApiKeyNotFound, api_keys.ApiKeyNotLive):
+                    continue
+                self.log_change(
+                    request, key, f"Rotated the secret (grace {int(grace.total_seconds())} s)."
+                )
+            return self._secrets_page(request, issued, _("New secrets"))
+        return self._confirm_page(
+            request,
+            title=_("Rotate secrets"),
+            question=_(
+                "Give these keys new secrets? The current secrets keep working for the grace "
+                "period, then stop."
+            ),
+            keys=keys,
+            form=form,
+            form_action=form_action,
+            action=action,
+            confirm_label=_("Rotate"),
+        )
+
+    def _revoke(self, request: HttpRequest, keys: list[ApiKey]) -> None:
+        revoked_sessions = 0
+        for key in keys:
+            revoked_sessions += api_keys.revoke(key.key_id)
+            self.log_change(request, key, "Revoked the key and its sessions.")
         self.message_user(
             request,
             _("%(keys)d key(s) and %(sessions)d session(s) revoked.")
             % {"keys": len(keys), "sessions": revoked_sessions},
             messages.SUCCESS,
         )
+
+    @admin.action(
+        description=_("Revoke selected API keys and their sessions"), permissions=["change"]
+    )
+    def revoke_selected(
+        self, request: HttpRequest, queryset: QuerySet[ApiKey]
+    ) -> HttpResponse | None:
+        keys = list(queryset.filter(revoked_at__isnull=True).select_related("owner"))
+        if request.POST.get("post"):
+            self._revoke(request, keys)
+            return None
+        return self._confirm_page(
+            request,
+            title=_("Revoke API keys"),
+            question=_(
+                "Revoke these keys? Their assertions are refused at once, their sessions stop "
+                "refreshing and their access tokens are refused."
+            ),
+            keys=keys,
+            action="revoke_selected",
+            confirm_label=_("Yes, revoke"),
+        )
+
+    @admin.action(description=_("Rotate the secrets of selected API keys"), permissions=["change"])
+    def rotate_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse:
+        now = timezone.now()
+        keys = [key for key in queryset.select_related("owner") if key.is_live(now)]
+        return self._rotate(request, keys, form_action="", action="rotate_selected")
 
 
 @admin.register(UserMetadata)
