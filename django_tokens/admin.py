@@ -16,7 +16,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,13 +25,55 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_tokens import api_keys, sessions
-from django_tokens.conf import token_settings
+from django_tokens import api_keys, keystore, sessions
+from django_tokens.conf import SIGNING_ALGORITHMS, token_settings
 from django_tokens.models import ApiKey, Session, SigningKey, UserMetadata
 
 
+class _PagesMixin:
+    """Intermediate pages (confirmation, results) in the admin's look, for object views and
+    bulk actions alike. A bulk action's confirmation posts the selection back with
+    ``post=yes``, as Django's own "delete selected" does."""
+
+    admin_site: Any
+    opts: Any
+
+    def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            f"admin/django_tokens/{template}",
+            {**self.admin_site.each_context(request), "opts": self.opts, **context},
+        )
+
+    def _url(self, name: str, *args: Any) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args)
+
+    def _confirm_page(self, request: HttpRequest, **context: Any) -> TemplateResponse:
+        defaults: dict[str, Any] = {
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "cancel_url": self._url("changelist"),
+            "form_action": "",
+            "action": "",
+            "form": None,
+            "items": [],
+            "selected": [],
+        }
+        return self._page(request, "confirm.html", **{**defaults, **context})
+
+
+class RotateSigningKeyForm(forms.Form):
+    algorithm = forms.ChoiceField(
+        label=_("Algorithm"),
+        choices=[(name, name) for name in SIGNING_ALGORITHMS],
+        help_text=_(
+            "The next key's algorithm promotes the pre-published key; another one activates a "
+            "new key at once."
+        ),
+    )
+
+
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(_PagesMixin, admin.ModelAdmin):
     list_display = ("kid", "algorithm", "state", "created_at", "activated_at", "retire_after")
     list_filter = ("state", "algorithm")
     search_fields = ("kid",)
@@ -57,24 +99,107 @@ class SigningKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a deleted key breaks every token it signed: rotate instead
 
+    change_list_template = "admin/django_tokens/signingkey/change_list.html"
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        """Rotating needs the model's change permission (granted in the admin as usual)."""
+        codename = f"change_{self.opts.model_name}"
+        return bool(request.user.has_perm(f"{self.opts.app_label}.{codename}"))
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra = {
+            **(extra_context or {}),
+            "has_rotate_permission": self.has_rotate_permission(request),
+        }
+        return super().changelist_view(request, extra)
+
+    def get_urls(self) -> list[Any]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("rotate/", self.admin_site.admin_view(self.rotate_view), name=f"{prefix}_rotate"),
+            *super().get_urls(),
+        ]
+
+    def rotate_view(self, request: HttpRequest) -> HttpResponse:
+        """``rotate_signing_key`` from the admin, after a confirmation."""
+        if not self.has_rotate_permission(request):
+            raise PermissionDenied
+        form = RotateSigningKeyForm(
+            request.POST if request.method == "POST" else None,
+            initial={"algorithm": token_settings.SIGNING_ALGORITHM},
+        )
+        if request.method == "POST" and form.is_valid():
+            rotation = keystore.rotate(form.cleaned_data["algorithm"])
+            self.log_change(request, rotation.active, "Rotated: this key is now active.")
+            self.message_user(
+                request,
+                _("Rotated. Active key: %(active)s; next key: %(next)s.")
+                % {"active": rotation.active.kid, "next": rotation.next.kid},
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(self._url("changelist"))
+        return self._confirm_page(
+            request,
+            title=_("Rotate the signing key"),
+            question=_(
+                "Promote the next key to active? New tokens are signed with it at once; the "
+                "current key stays published until every token it signed has expired."
+            ),
+            form=form,
+            form_action=request.path,
+            confirm_label=_("Rotate now"),
+        )
+
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "service", "scope", "created_at", "expires_at", "revoked_at")
+class SessionAdmin(_PagesMixin, admin.ModelAdmin):
+    """Sessions (refresh-token families) of the password and API-key services, per user and
+    key. Revoking one stops its refreshes at once and marks it, so that JWTAuthentication
+    refuses its access tokens. (OAuth 2.0 grants are DOT's refresh tokens, in its admin.)"""
+
+    list_display = (
+        "id",
+        "user",
+        "service",
+        "api_key",
+        "scope",
+        "created_at",
+        "last_refresh",
+        "expires_at",
+        "state",
+    )
     list_filter = ("service", ("revoked_at", admin.EmptyFieldListFilter))
-    search_fields = ("id", "user__username", "user__email")
-    list_select_related = ("user",)
+    search_fields = ("id", "user__username", "user__email", "api_key__key_id")
+    list_select_related = ("user", "api_key")
     readonly_fields = (
         "id",
         "user",
         "service",
+        "api_key",
         "scope",
         "created_at",
         "expires_at",
         "revoked_at",
         "revoke_reason",
     )
-    actions = ["revoke"]
+    actions = ["revoke_selected"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
+        return (
+            super().get_queryset(request).annotate(_last_refresh=Max("refresh_tokens__created_at"))
+        )
+
+    @admin.display(description=_("last refresh"), ordering="_last_refresh")
+    def last_refresh(self, obj: Session) -> Any:
+        return getattr(obj, "_last_refresh", None)
+
+    @admin.display(description=_("state"))
+    def state(self, obj: Session) -> str:
+        if obj.revoked_at is not None:
+            return str(_("revoked"))
+        if obj.expires_at <= timezone.now():
+            return str(_("expired"))
+        return str(_("live"))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -83,13 +208,38 @@ class SessionAdmin(admin.ModelAdmin):
         return False  # revoke instead; purge_tokens removes what has expired
 
     @admin.action(description=_("Revoke selected sessions"), permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        count = sessions.revoke_sessions(queryset, reason="admin")
+    def revoke_selected(
+        self, request: HttpRequest, queryset: QuerySet[Session]
+    ) -> HttpResponse | None:
+        live = list(queryset.filter(revoked_at__isnull=True).select_related("user"))
+        if not request.POST.get("post"):
+            return self._confirm_page(
+                request,
+                title=_("Revoke sessions"),
+                question=_(
+                    "Revoke these sessions? Their refresh tokens stop at once and their access "
+                    "tokens are refused."
+                ),
+                items=[f"{session.pk} — {session.user} ({session.service})" for session in live],
+                selected=[session.pk for session in live],
+                action="revoke_selected",
+                confirm_label=_("Yes, revoke"),
+            )
+        count = sessions.revoke_sessions(
+            Session.objects.filter(pk__in=[session.pk for session in live]), reason="admin"
+        )
+        for session in live:
+            self.log_change(request, session, "Revoked the session.")
         self.message_user(
             request,
             ngettext("%d session revoked.", "%d sessions revoked.", count) % count,
             messages.SUCCESS,
         )
+        return None
+
+
+def _key_items(keys: list[ApiKey]) -> list[str]:
+    return [f"{key.key_id} — {key.name} ({key.owner})" for key in keys]
 
 
 class ApiKeyIssueForm(forms.Form):
@@ -134,7 +284,7 @@ class RotateSecretForm(forms.Form):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(_PagesMixin, admin.ModelAdmin):
     """Issue, rotate and revoke API keys (:mod:`django_tokens.api_keys`, the same code as the
     management commands). A secret appears once, on the page that answers the issue or
     rotation (``Cache-Control: no-store``), and nowhere else: not in a list, a message, the
@@ -201,29 +351,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     # -- pages -------------------------------------------------------------------------------
 
-    def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
-        return TemplateResponse(
-            request,
-            f"admin/django_tokens/apikey/{template}",
-            {**self.admin_site.each_context(request), "opts": self.opts, **context},
-        )
-
     def _secrets_page(
         self, request: HttpRequest, issued: list[api_keys.IssuedSecret], title: Any
     ) -> TemplateResponse:
-        response = self._page(request, "secret.html", title=title, issued_secrets=issued)
+        response = self._page(request, "apikey/secret.html", title=title, issued_secrets=issued)
         add_never_cache_headers(response)  # no-store, private: the secret is in this page only
         return response
-
-    def _confirm_page(self, request: HttpRequest, **context: Any) -> TemplateResponse:
-        defaults = {
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "cancel_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
-            "form_action": "",
-            "action": "",
-            "form": None,
-        }
-        return self._page(request, "confirm.html", **{**defaults, **context})
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: Any = None
@@ -250,7 +383,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             title=_("Issue an API key"),
             question=_("The secret is shown once, on the next page."),
             form=form,
-            keys=[],
+            form_action=request.path,
             confirm_label=_("Issue key"),
         )
 
@@ -266,9 +399,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return key
         if request.method == "POST" and request.POST.get("post"):
             self._revoke(request, [key])
-            return HttpResponseRedirect(
-                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[key.pk])
-            )
+            return HttpResponseRedirect(self._url("change", key.pk))
         return self._confirm_page(
             request,
             title=_("Revoke API key"),
@@ -276,7 +407,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "Revoke this key? Its assertions are refused at once, its sessions stop "
                 "refreshing and their access tokens are refused."
             ),
-            keys=[key],
+            items=_key_items([key]),
             form_action=request.path,
             confirm_label=_("Yes, revoke"),
         )
@@ -289,9 +420,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             raise PermissionDenied
         if not key.is_live(timezone.now()):
             self.message_user(request, _("This key is revoked or expired."), messages.ERROR)
-            return HttpResponseRedirect(
-                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[key.pk])
-            )
+            return HttpResponseRedirect(self._url("change", key.pk))
         return key
 
     # -- shared by the object views and the bulk actions --------------------------------------
@@ -319,7 +448,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "Give these keys new secrets? The current secrets keep working for the grace "
                 "period, then stop."
             ),
-            keys=keys,
+            items=_key_items(keys),
+            selected=[key.pk for key in keys],
             form=form,
             form_action=form_action,
             action=action,
@@ -355,7 +485,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "Revoke these keys? Their assertions are refused at once, their sessions stop "
                 "refreshing and their access tokens are refused."
             ),
-            keys=keys,
+            items=_key_items(keys),
+            selected=[key.pk for key in keys],
             action="revoke_selected",
             confirm_label=_("Yes, revoke"),
         )

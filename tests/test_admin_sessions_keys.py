@@ -1,0 +1,127 @@
+"""The admin's sessions (revoke with a confirmation step) and signing keys (rotate now)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.test import Client
+from django.urls import reverse
+
+from django_tokens import keystore, sessions
+from django_tokens.models import Session, SigningKey
+
+pytestmark = pytest.mark.django_db
+
+SESSIONS = reverse("admin:django_tokens_session_changelist")
+KEYS = reverse("admin:django_tokens_signingkey_changelist")
+ROTATE = reverse("admin:django_tokens_signingkey_rotate")
+
+
+@pytest.fixture
+def admin(client: Client, admin_user: Any) -> Client:
+    client.force_login(admin_user)
+    return client
+
+
+def start(user: Any) -> Session:
+    session: Session = sessions.start(user, service=Session.Service.PASSWORD).session
+    return session
+
+
+def test_session_list_shows_state_and_last_refresh(admin: Client, user: Any) -> None:
+    live = start(user)
+    revoked = start(user)
+    sessions.revoke_session(revoked.pk)
+
+    page = admin.get(SESSIONS)
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert str(live.pk) in text
+    assert "live" in text
+    assert "revoked" in text
+    assert "Last refresh" in text
+
+
+def test_revoking_sessions_asks_first_then_revokes_marks_and_logs(admin: Client, user: Any) -> None:
+    chosen = [start(user), start(user)]
+    untouched = start(user)
+    selection = {"action": "revoke_selected", "_selected_action": [str(s.pk) for s in chosen]}
+
+    asked = admin.post(SESSIONS, selection)
+
+    assert asked.status_code == 200
+    assert b"Yes, revoke" in asked.content
+    assert not Session.objects.filter(revoked_at__isnull=False).exists()
+
+    done = admin.post(SESSIONS, {**selection, "post": "yes"})
+
+    assert done.status_code == 302
+    for session in chosen:
+        session.refresh_from_db()
+        assert session.revoked_at is not None
+        assert session.revoke_reason == "admin"
+        assert sessions.is_revoked({"sid": str(session.pk)})
+    assert Session.objects.get(pk=untouched.pk).revoked_at is None
+    assert not sessions.is_revoked({"sid": str(untouched.pk)})
+    assert LogEntry.objects.filter(action_flag=CHANGE).count() == 2
+
+
+def test_rotate_now_asks_first_then_promotes_the_next_key(admin: Client) -> None:
+    keystore.ensure_keys()
+    active = SigningKey.objects.get(state=SigningKey.State.ACTIVE)
+    pending = SigningKey.objects.get(state=SigningKey.State.NEXT)
+    assert b"Rotate now" in admin.get(KEYS).content
+
+    asked = admin.get(ROTATE)
+    assert asked.status_code == 200
+    assert SigningKey.objects.get(pk=active.pk).state == SigningKey.State.ACTIVE
+
+    done = admin.post(ROTATE, {"post": "yes", "algorithm": pending.algorithm})
+
+    assert done.status_code == 302
+    assert SigningKey.objects.get(pk=pending.pk).state == SigningKey.State.ACTIVE
+    assert SigningKey.objects.get(pk=active.pk).state == SigningKey.State.RETIRING
+    entry = LogEntry.objects.get()
+    assert entry.object_id == str(pending.pk)
+    assert entry.change_message == "Rotated: this key is now active."
+
+
+def test_rotate_now_refuses_an_unknown_algorithm(admin: Client) -> None:
+    keystore.ensure_keys()
+    before = set(SigningKey.objects.values_list("pk", "state"))
+
+    response = admin.post(ROTATE, {"post": "yes", "algorithm": "HS256"})
+
+    assert response.status_code == 200
+    assert b"Select a valid choice" in response.content
+    assert set(SigningKey.objects.values_list("pk", "state")) == before
+
+
+def test_private_keys_never_reach_the_admin_pages(admin: Client) -> None:
+    keystore.ensure_keys()
+    key = SigningKey.objects.get(state=SigningKey.State.ACTIVE)
+    page = admin.get(reverse("admin:django_tokens_signingkey_change", args=[key.pk]))
+    assert page.status_code == 200
+    assert key.encrypted_private_key.encode() not in page.content
+    assert b"PRIVATE KEY" not in page.content
+    assert key.kid.encode() in page.content
+
+
+def test_staff_without_permissions_cannot_rotate_or_revoke(
+    client: Client, django_user_model: Any, user: Any
+) -> None:
+    keystore.ensure_keys()
+    session = start(user)
+    staff = django_user_model.objects.create_user("staff", password="staff-pass-1", is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(ROTATE).status_code == 403
+    assert client.post(ROTATE, {"post": "yes", "algorithm": "RS256"}).status_code == 403
+    assert client.get(SESSIONS).status_code == 403
+    revoke = {"action": "revoke_selected", "_selected_action": [str(session.pk)], "post": "yes"}
+    assert client.post(SESSIONS, revoke).status_code == 403
+    assert Session.objects.get(pk=session.pk).revoked_at is None
+    assert SigningKey.objects.filter(state=SigningKey.State.RETIRING).count() == 0
