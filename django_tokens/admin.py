@@ -25,7 +25,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_tokens import api_keys, keystore, sessions
+from django_tokens import api_keys, keystore, receivers, sessions
 from django_tokens.conf import SIGNING_ALGORITHMS, token_settings
 from django_tokens.models import ApiKey, Session, SigningKey, UserMetadata
 
@@ -506,3 +506,68 @@ class UserMetadataAdmin(admin.ModelAdmin):
     list_filter = ("email_verified",)
     search_fields = ("user__username", "user__email")
     autocomplete_fields = ("user",)
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+class ApiKeyInline(admin.TabularInline):
+    """A user's API keys, read-only, each linking to its page (rotate, revoke)."""
+
+    model = ApiKey
+    fk_name = "owner"
+    fields = ("key_id", "name", "scope", "created_at", "last_used_at", "expires_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class UserTokensAdminMixin(_PagesMixin):
+    """For the project's user admin: the user's API keys inline, and an action that revokes
+    all of a user's credentials (when an employee leaves)::
+
+        admin.site.unregister(User)
+
+        @admin.register(User)
+        class UserAdmin(UserTokensAdminMixin, django.contrib.auth.admin.UserAdmin):
+            inlines = [ApiKeyInline]
+            actions = ["revoke_credentials"]
+    """
+
+    @admin.action(
+        description=_("Revoke all sessions, API keys and OAuth 2.0 tokens of selected users"),
+        permissions=["change"],
+    )
+    def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        users = list(queryset)
+        if not request.POST.get("post"):
+            return self._confirm_page(
+                request,
+                title=_("Revoke credentials"),
+                question=_(
+                    "Revoke every session, API key and OAuth 2.0 token of these users? Their "
+                    "refresh tokens stop at once and their access tokens are refused."
+                ),
+                items=[str(user) for user in users],
+                selected=[user.pk for user in users],
+                action="revoke_credentials",
+                confirm_label=_("Yes, revoke"),
+            )
+        totals = [0, 0]
+        for user in users:
+            keys, _key_sessions = api_keys.revoke_all_of(user)
+            totals[0] += keys
+            totals[1] += sessions.revoke_user(user, reason="admin")
+            receivers.revoke_oauth2_tokens_of_user(user)
+            self.log_change(request, user, "Revoked all sessions, API keys and OAuth 2.0 tokens.")  # type: ignore[attr-defined]
+        self.message_user(  # type: ignore[attr-defined]
+            request,
+            _("%(users)d user(s): %(keys)d key(s) and %(sessions)d other session(s) revoked.")
+            % {"users": len(users), "keys": totals[0], "sessions": totals[1]},
+            messages.SUCCESS,
+        )
+        return None

@@ -131,6 +131,19 @@ def revoke(key_id: str, *, now: datetime | None = None) -> int:
     return len(revoked)
 
 
+def revoke_all_of(owner: Any, *, now: datetime | None = None) -> tuple[int, int]:
+    """Revoke every live key of ``owner`` and the sessions opened with them (one UPDATE
+    each). Returns (keys, sessions) revoked."""
+    now = now or timezone.now()
+    with transaction.atomic(using=router.db_for_write(ApiKey)):
+        keys = ApiKey.objects.filter(owner=owner, revoked_at__isnull=True).update(revoked_at=now)
+        revoked = sessions.revoke_rows(
+            Session.objects.filter(api_key__owner=owner), reason="api_key_revoked", now=now
+        )
+    sessions.set_marks(revoked, now=now)
+    return keys, len(revoked)
+
+
 def secrets_for_verification(api_key: ApiKey, now: datetime) -> list[bytes]:
     """The secrets an assertion may be signed with now: the current one, then the previous
     one while its grace period lasts."""

@@ -1,16 +1,21 @@
-"""The admin's sessions (revoke with a confirmation step) and signing keys (rotate now)."""
+"""The admin's sessions (revoke with a confirmation step), signing keys (rotate now) and users
+(their API keys inline; revoke all their credentials)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, Application
+from oauth2_provider.models import RefreshToken as DOTRefreshToken
 
-from django_tokens import keystore, sessions
-from django_tokens.models import Session, SigningKey
+from django_tokens import api_keys, keystore, sessions
+from django_tokens.models import ApiKey, Session, SigningKey
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +130,59 @@ def test_staff_without_permissions_cannot_rotate_or_revoke(
     assert client.post(SESSIONS, revoke).status_code == 403
     assert Session.objects.get(pk=session.pk).revoked_at is None
     assert SigningKey.objects.filter(state=SigningKey.State.RETIRING).count() == 0
+
+
+def test_revoking_a_users_credentials_stops_sessions_keys_and_oauth_tokens(
+    admin: Client, user: Any, django_user_model: Any
+) -> None:
+    other = django_user_model.objects.create_user("bob", password="bob-password-1")
+    password_session = start(user)
+    key = api_keys.issue(user, name="laptop").api_key
+    key_session = sessions.start(user, service=Session.Service.API_KEY, api_key=key).session
+    others_session = start(other)
+    application = Application.objects.create(
+        name="spa",
+        client_type=Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris="https://spa.example/cb",
+    )
+    access = AccessToken.objects.create(
+        user=user,
+        application=application,
+        token="a",
+        scope="read",
+        expires=timezone.now() + timedelta(hours=1),
+    )
+    DOTRefreshToken.objects.create(
+        user=user, application=application, token="r", access_token=access
+    )
+    users = reverse("admin:auth_user_changelist")
+    selection = {"action": "revoke_credentials", "_selected_action": [str(user.pk)]}
+
+    asked = admin.post(users, selection)
+    assert asked.status_code == 200
+    assert b"Yes, revoke" in asked.content
+    assert Session.objects.filter(revoked_at__isnull=False).count() == 0
+
+    done = admin.post(users, {**selection, "post": "yes"})
+
+    assert done.status_code == 302
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    for session in (password_session, key_session):
+        assert Session.objects.get(pk=session.pk).revoked_at is not None
+        assert sessions.is_revoked({"sid": str(session.pk)})
+    assert Session.objects.get(pk=others_session.pk).revoked_at is None
+    assert not AccessToken.objects.filter(user=user).exists()
+    assert DOTRefreshToken.objects.get(user=user).revoked is not None
+    assert LogEntry.objects.get(object_id=str(user.pk)).change_message == (
+        "Revoked all sessions, API keys and OAuth 2.0 tokens."
+    )
+
+
+def test_user_page_lists_the_users_api_keys(admin: Client, user: Any) -> None:
+
+    issued = api_keys.issue(user, name="laptop")
+    page = admin.get(reverse("admin:auth_user_change", args=[user.pk]))
+    assert page.status_code == 200
+    assert issued.api_key.key_id.encode() in page.content
+    assert issued.secret.encode() not in page.content
