@@ -8,15 +8,14 @@ against the served JWKS, refreshes, revokes, and presents the tokens to ``GET /a
 
 Chromium is expected at ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run``
 installs it). Without it these tests fail, unless ``DJANGO_TOKENS_SKIP_BROWSER=1`` asks for
-them to be skipped.
+them to be skipped (see ``tests/browser.py``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
-import os
-import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,30 +26,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import jwt
 import pytest
 import requests
-from django.conf import settings
-from django.test import override_settings
 from oauth2_provider.models import Application
 
 from django_tokens.conf import token_settings
+from tests.browser import CLOSE, SKIP_IF_ASKED, assert_accessible_basics, fresh_page, submit
 
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError as exc:  # reported by the ``browser`` fixture
-    PLAYWRIGHT_IMPORT_ERROR: ImportError | None = exc
-else:
-    PLAYWRIGHT_IMPORT_ERROR = None
+with contextlib.suppress(ImportError):  # reported by the ``browser`` fixture
+    from playwright.sync_api import Browser, Page, expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-SKIP_VARIABLE = "DJANGO_TOKENS_SKIP_BROWSER"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 APP_NAME = "Acme Photo Printer"
 CONSENT_HEADING = f"Allow {APP_NAME} to access your account?"
 SCOPE = "openid profile email read"
@@ -61,15 +44,8 @@ INVALID_LOGIN = (
     "Please enter a correct username and password. Note that both fields may be case-sensitive."
 )
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get(SKIP_VARIABLE) == "1", reason=f"{SKIP_VARIABLE}=1: browser tests skipped"
-)
-
-#: Markup to drop when an error page is quoted in a failure message.
-TAGS = re.compile(r"<(style|script)\b.*?</\1>|<[^>]+>", re.DOTALL)
-#: No keep-alive: the live server's request threads close their database connections as soon
-#: as each response is sent.
-CLOSE = {"Connection": "close"}
+pytestmark = SKIP_IF_ASKED
+pytest_plugins = ["tests.browser"]
 
 
 # -- the client's side ------------------------------------------------------------------------
@@ -133,19 +109,6 @@ def token_body(response: requests.Response) -> dict[str, Any]:
 # -- the browser's side -----------------------------------------------------------------------
 
 
-def submit(page: Page, button: str, path: str) -> None:
-    """Click ``button`` and check that the server took the form posted to ``path``: a page
-    (200) or a redirect (302), not an error page such as CSRF's 403."""
-    with page.expect_response(
-        lambda response: response.request.method == "POST" and urlsplit(response.url).path == path
-    ) as posted:
-        page.get_by_role("button", name=button).click()
-    response = posted.value
-    if response.status not in (200, 302):
-        text = " ".join(re.sub(TAGS, " ", response.text()).split())
-        pytest.fail(f"POST {path} answered {response.status}: {text[:300]}", pytrace=False)
-
-
 def sign_in(page: Page, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
@@ -155,23 +118,6 @@ def sign_in(page: Page, username: str, password: str) -> None:
 def assert_on_login_page(page: Page) -> None:
     assert urlsplit(page.url).path == "/oauth2/login", page.url
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
-
-
-def assert_accessible_basics(page: Page) -> None:
-    """A smoke test, not an audit: a document language, exactly one ``h1``, and a label
-    (``<label for>``, a wrapping ``<label>``, ``aria-labelledby`` or ``aria-label``) for
-    every control a person can fill in."""
-    assert page.locator("html").get_attribute("lang"), "<html> has no lang attribute"
-    expect(page.locator("h1")).to_have_count(1)
-    unlabelled = page.evaluate(
-        """() => Array.from(document.querySelectorAll("input, select, textarea"))
-            .filter((el) => el.type !== "hidden")
-            .filter((el) => !(el.labels && el.labels.length)
-                && !el.getAttribute("aria-labelledby")
-                && !(el.getAttribute("aria-label") || "").trim())
-            .map((el) => el.outerHTML)"""
-    )
-    assert unlabelled == [], f"controls without a label: {unlabelled}"
 
 
 def callback_query(page: Page, redirect_uri: str) -> dict[str, str]:
@@ -187,46 +133,10 @@ def callback_query(page: Page, redirect_uri: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Headless Chromium for one test.
-
-    While it runs, Playwright's sync API keeps an asyncio loop marked as running in this
-    thread. Django then refuses ORM calls here (``SynchronousOnlyOperation``), and switching
-    that check off with ``DJANGO_ALLOW_ASYNC_UNSAFE`` is worse: the calls would run on a second,
-    context-local database connection that nothing closes (PostgreSQL then cannot drop the
-    test database). So the tests make no ORM calls while the browser runs: their rows are
-    created first (see ``page``), and the client checks the outcome over HTTP.
-    """
-    hint = f"install Debian's chromium package, or set {SKIP_VARIABLE}=1 to skip these tests"
-    if PLAYWRIGHT_IMPORT_ERROR is not None:
-        pytest.fail(f"Playwright cannot be imported ({PLAYWRIGHT_IMPORT_ERROR}); {hint}")
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"Chromium is missing: no executable {CHROMIUM}; {hint}", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
 def page(user: Any, public_client: Application, issuer: str, browser: Browser) -> Iterator[Page]:
     """A fresh browser profile (no cookies), opened once the user and the client exist."""
-    context = browser.new_context(locale="en-US")
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-@pytest.fixture
-def issuer(live_server: Any) -> Iterator[str]:
-    """Tokens name the live server as their issuer, as a deployment's ISSUER setting would."""
-    with override_settings(DJANGO_TOKENS={**settings.DJANGO_TOKENS, "ISSUER": live_server.url}):
-        yield live_server.url
+    with fresh_page(browser) as page:
+        yield page
 
 
 @pytest.fixture
