@@ -29,7 +29,15 @@ import requests
 from oauth2_provider.models import Application
 
 from django_tokens.conf import token_settings
-from tests.browser import CLOSE, SKIP_IF_ASKED, assert_accessible_basics, fresh_page, submit
+from tests.browser import (
+    CLOSE,
+    SKIP_IF_ASKED,
+    assert_accessible_basics,
+    browser_fixture,  # noqa: F401 (a fixture: pytest finds it here)
+    fresh_page,
+    issuer_fixture,  # noqa: F401 (a fixture)
+    submit,
+)
 
 with contextlib.suppress(ImportError):  # reported by the ``browser`` fixture
     from playwright.sync_api import Browser, Page, expect
@@ -45,7 +53,6 @@ INVALID_LOGIN = (
 )
 
 pytestmark = SKIP_IF_ASKED
-pytest_plugins = ["tests.browser"]
 
 
 # -- the client's side ------------------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""What the real-browser tests share: Debian's Chromium driven by Playwright's sync API.
+
+Chromium is expected at ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run``
+installs it). Without it the ``browser`` fixture fails, unless ``DJANGO_TOKENS_SKIP_BROWSER=1``
+asks for the browser tests to be skipped (``SKIP_IF_ASKED``, each module's ``pytestmark``).
+
+A test module imports the fixtures it uses (``browser_fixture`` for ``browser``,
+``issuer_fixture`` for ``issuer``), so that pytest finds them in its namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+try:
+    from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
+except ImportError as exc:  # reported by the ``browser`` fixture
+    PLAYWRIGHT_IMPORT_ERROR: ImportError | None = exc
+else:
+    PLAYWRIGHT_IMPORT_ERROR = None
+
+CHROMIUM = Path("/usr/bin/chromium")
+SKIP_VARIABLE = "DJANGO_TOKENS_SKIP_BROWSER"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+SKIP_IF_ASKED = pytest.mark.skipif(
+    os.environ.get(SKIP_VARIABLE) == "1", reason=f"{SKIP_VARIABLE}=1: browser tests skipped"
+)
+
+#: Markup to drop when an error page is quoted in a failure message.
+TAGS = re.compile(r"<(style|script)\b.*?</\1>|<[^>]+>", re.DOTALL)
+#: No keep-alive: the live server's request threads close their database connections as soon
+#: as each response is sent.
+CLOSE = {"Connection": "close"}
+
+
+def page_text(html: str, limit: int = 300) -> str:
+    """The words of an HTML page, for a failure message."""
+    return " ".join(re.sub(TAGS, " ", html).split())[:limit]
+
+
+@contextmanager
+def fresh_page(browser: Browser, **options: Any) -> Iterator[Page]:
+    """A page in a fresh browser profile (no cookies), in US English."""
+    context = browser.new_context(locale="en-US", **options)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def submit(page: Page, button: str, path: str) -> Response:
+    """Click ``button`` and check that the server took the form posted to ``path``: a page
+    (200) or a redirect (302), not an error page such as CSRF's 403. The POST's response."""
+    with page.expect_response(
+        lambda response: response.request.method == "POST" and urlsplit(response.url).path == path
+    ) as posted:
+        page.get_by_role("button", name=button, exact=True).click()
+    response = posted.value
+    if response.status not in (200, 302):
+        pytest.fail(
+            f"POST {path} answered {response.status}: {page_text(response.text())}", pytrace=False
+        )
+    return response
+
+
+def assert_accessible_basics(page: Page) -> None:
+    """A smoke test, not an audit: a document language, exactly one ``h1``, and a label
+    (``<label for>``, a wrapping ``<label>``, ``aria-labelledby`` or ``aria-label``) for
+    every control a person can fill in."""
+    assert page.locator("html").get_attribute("lang"), "<html> has no lang attribute"
+    expect(page.locator("h1")).to_have_count(1)
+    unlabelled = page.evaluate(
+        """() => Array.from(document.querySelectorAll("input, select, textarea"))
+            .filter((el) => !["hidden", "submit", "reset", "button", "image"].includes(el.type))
+            .filter((el) => !(el.labels && el.labels.length)
+                && !el.getAttribute("aria-labelledby")
+                && !(el.getAttribute("aria-label") || "").trim())
+            .map((el) => el.outerHTML)"""
+    )
+    assert unlabelled == [], f"controls without a label: {unlabelled}"
+
+
+@pytest.fixture(name="browser")
+def browser_fixture() -> Iterator[Browser]:
+    """Headless Chromium for one test.
+
+    While it runs, Playwright's sync API keeps an asyncio loop marked as running in this
+    thread. Django then refuses ORM calls here (``SynchronousOnlyOperation``), and switching
+    that check off with ``DJANGO_ALLOW_ASYNC_UNSAFE`` is worse: the calls would run on a second,
+    context-local database connection that nothing closes (PostgreSQL then cannot drop the
+    test database). So the tests make no ORM calls while the browser runs: their rows are
+    created first (by the fixtures their ``page`` fixture depends on), and the client checks
+    the outcome over HTTP.
+    """
+    hint = f"install Debian's chromium package, or set {SKIP_VARIABLE}=1 to skip these tests"
+    if PLAYWRIGHT_IMPORT_ERROR is not None:
+        pytest.fail(f"Playwright cannot be imported ({PLAYWRIGHT_IMPORT_ERROR}); {hint}")
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"Chromium is missing: no executable {CHROMIUM}; {hint}", pytrace=False)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(name="issuer")
+def issuer_fixture(live_server: Any) -> Iterator[str]:
+    """Tokens name the live server as their issuer, as a deployment's ISSUER setting would."""
+    with override_settings(DJANGO_TOKENS={**settings.DJANGO_TOKENS, "ISSUER": live_server.url}):
+        yield live_server.url
