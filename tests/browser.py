@@ -67,7 +67,7 @@ def fresh_page(browser: Browser, **options: Any) -> Iterator[Page]:
         context.close()
 
 
-def submit(page: Page, button: str, path: str) -> Response:
+def submit(page: Page, button: str | re.Pattern[str], path: str) -> Response:
     """Click ``button`` and check that the server took the form posted to ``path``: a page
     (200) or a redirect (302), not an error page such as CSRF's 403. The POST's response."""
     with page.expect_response(

@@ -209,9 +209,13 @@ def select_keys(page: Page, keys: tuple[Key, ...]) -> None:
         page.get_by_role("checkbox", name=name, exact=True).check()
 
 
+#: The admin's action button: "Go" up to Django 5.2, "Run" from Django 6.0.
+RUN_ACTION = re.compile(r"^(Go|Run)$")
+
+
 def run_action(page: Page, action: str) -> None:
     page.get_by_label(re.compile(r"^Action:")).select_option(label=action)
-    submit(page, "Go", CHANGELIST)
+    submit(page, RUN_ACTION, CHANGELIST)
 
 
 def key_row(page: Page, key_id: str) -> Locator:
