@@ -29,10 +29,12 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.signals import app_authorized
 from oauth2_provider.views.metadata import OAuthServerMetadataView
+from rest_framework_simplejwt.exceptions import InvalidToken
 
 from django_tokens import errors, jws, keystore, sessions, throttling
+from django_tokens.authentication import JWTAuthentication
 from django_tokens.conf import token_settings
-from django_tokens.tokens import ACCESS_TOKEN_TYPE, issuer_for
+from django_tokens.tokens import issuer_for
 from django_tokens.views import TokenAPIView
 
 logger = logging.getLogger(__name__)
@@ -214,14 +216,8 @@ def introspect(token: str, hint: str | None, request: HttpRequest) -> dict[str, 
 
 def _introspect_access_token(token: str, checksum: str, request: HttpRequest) -> dict | None:
     try:
-        _header, claims = keystore.verify(
-            token,
-            types={ACCESS_TOKEN_TYPE, f"application/{ACCESS_TOKEN_TYPE}"},
-            audience=token_settings.AUDIENCE,
-            issuer=issuer_for(request),
-            require=("exp", "iat", "iss", "aud", "sub", "jti"),
-        )
-    except jws.InvalidSignedToken:
+        claims = JWTAuthentication().get_validated_token(token.encode(), request=request)  # type: ignore[arg-type]
+    except InvalidToken:
         return None
     if "client_id" in claims:
         # django-oauth-toolkit's row is the authority for its tokens.

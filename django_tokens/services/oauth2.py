@@ -228,17 +228,19 @@ class KeystoreOAuth2Validator(OAuth2Validator):
     def _is_retry(self, rt: Any) -> bool:
         """Rotated less than the grace window ago, and its successor (the access token minted
         from it, and that token's refresh token) still the live member of the family."""
+        return self._within_grace(rt) and self._live_successor(rt).exists()
+
+    @staticmethod
+    def _within_grace(rt: Any) -> bool:
         grace = token_settings.REFRESH_REUSE_GRACE
-        if grace <= 0 or rt.revoked < timezone.now() - timedelta(seconds=grace):
-            return False
-        return bool(
-            get_refresh_token_model()
-            .objects.filter(
-                token_family=rt.token_family,
-                revoked__isnull=True,
-                access_token__source_refresh_token=rt,
-            )
-            .exists()
+        return grace > 0 and rt.revoked >= timezone.now() - timedelta(seconds=grace)
+
+    @staticmethod
+    def _live_successor(rt: Any) -> Any:
+        return get_refresh_token_model().objects.filter(
+            token_family=rt.token_family,
+            revoked__isnull=True,
+            access_token__source_refresh_token=rt,
         )
 
     def _revoke_reused(self, rt: Any) -> None:
@@ -287,16 +289,8 @@ class KeystoreOAuth2Validator(OAuth2Validator):
         request.refresh_token_instance = presented
         if presented.revoked is None:
             return
-        successor = (
-            refresh_model.objects.select_for_update()
-            .filter(
-                token_family=presented.token_family,
-                revoked__isnull=True,
-                access_token__source_refresh_token=presented,
-            )
-            .first()
-        )
-        if successor is None or not self._is_retry(presented):
+        successor = self._live_successor(presented).select_for_update().first()
+        if successor is None or not self._within_grace(presented):
             raise _RetryBecameReuse(presented)
         successor.revoke()
         # DOT's _save_bearer_token looks for an access token minted from ``presented`` and,
