@@ -238,6 +238,13 @@ def callback_params(response: Any, redirect_uri: str) -> dict[str, str]:
     return {name: values[0] for name, values in params.items()}
 
 
+def assert_error_redirect(params: dict[str, str], error: str) -> None:
+    """An authorization error sent back to the client: the error and its state, no code."""
+    assert params["error"] == error
+    assert params["state"] == STATE
+    assert "code" not in params
+
+
 def basic(client_id: str, secret: str) -> str:
     """RFC 6749 §2.3.1: both parts form-urlencoded, then HTTP Basic."""
     pair = f"{quote_plus(client_id)}:{quote_plus(secret)}"
@@ -582,9 +589,7 @@ def test_consent_deny_redirects_with_access_denied_and_state(
     answer = answer_consent(browser, web_client, new_pkce(), allow=False)
 
     params = callback_params(answer, CALLBACK)
-    assert params["error"] == "access_denied"
-    assert params["state"] == STATE
-    assert "code" not in params
+    assert_error_redirect(params, "access_denied")
     assert not Grant.objects.exists()
     assert not AccessToken.objects.exists()
 
@@ -928,9 +933,7 @@ def test_public_client_without_code_challenge_is_redirected_with_invalid_request
 
     params = callback_params(browser.get(AUTHORIZE, query), CALLBACK)
 
-    assert params["error"] == "invalid_request"
-    assert params["state"] == STATE
-    assert "code" not in params
+    assert_error_redirect(params, "invalid_request")
 
 
 @pytest.mark.django_db
@@ -948,9 +951,7 @@ def test_plain_code_challenge_method_is_refused(user: Any, public_client: WebCli
         answer = browser.post(authorize_url, {**consent.fields, **consent.buttons})
     params = callback_params(answer, CALLBACK)
 
-    assert params["error"] == "invalid_request"
-    assert params["state"] == STATE
-    assert "code" not in params
+    assert_error_redirect(params, "invalid_request")
     assert not Grant.objects.exists()
 
 
@@ -964,9 +965,7 @@ def test_unknown_scope_at_authorize_redirects_with_invalid_scope(
 
     params = callback_params(browser.get(AUTHORIZE, query), CALLBACK)
 
-    assert params["error"] == "invalid_scope"
-    assert params["state"] == STATE
-    assert "code" not in params
+    assert_error_redirect(params, "invalid_scope")
 
 
 @pytest.mark.django_db
