@@ -7,8 +7,13 @@ rotation. Private keys and refresh-token digests are never displayed.
 
 from __future__ import annotations
 
+import ipaddress
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import timedelta
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -25,18 +30,56 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_tokens import api_keys, keystore, receivers, sessions
+from django_tokens import api_keys, audit, keystore, receivers, sessions
 from django_tokens.conf import SIGNING_ALGORITHMS, token_settings
-from django_tokens.models import ApiKey, Session, SigningKey, UserMetadata
+from django_tokens.models import ApiKey, AuditEvent, Session, SigningKey, UserMetadata
+
+View = TypeVar("View", bound=Callable[..., HttpResponse])
+
+
+def audited(view: View) -> View:
+    """An admin view whose changes the audit trail attributes to the signed-in staff user,
+    at the request's address."""
+
+    @wraps(view)
+    def wrapper(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with audit.request_context(request):
+            return view(self, request, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class _PagesMixin:
     """Intermediate pages (confirmation, results) in the admin's look, for object views and
     bulk actions alike. A bulk action's confirmation posts the selection back with
-    ``post=yes``, as Django's own "delete selected" does."""
+    ``post=yes``, as Django's own "delete selected" does. Changes made from the change list
+    (actions) and change forms are attributed to the staff user in the audit trail."""
 
     admin_site: Any
     opts: Any
+
+    @audited
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+    @audited
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        return super().changeform_view(  # type: ignore[misc]
+            request, object_id, form_url, extra_context
+        )
+
+    def _object_url(self, name: str, view: Callable[..., HttpResponse]) -> Any:
+        """``<object_id>/<name>/``: an object view, wrapped as the admin wraps its own."""
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return path(
+            f"<path:object_id>/{name}/", self.admin_site.admin_view(view), name=f"{prefix}_{name}"
+        )
 
     def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
         return TemplateResponse(
@@ -72,6 +115,14 @@ class RotateSigningKeyForm(forms.Form):
     )
 
 
+class RetireSigningKeyForm(forms.Form):
+    force = forms.BooleanField(
+        label=_("Retire it anyway"),
+        required=True,
+        help_text=_("Tokens it signed that are still valid stop working at once."),
+    )
+
+
 @admin.register(SigningKey)
 class SigningKeyAdmin(_PagesMixin, admin.ModelAdmin):
     list_display = ("kid", "algorithm", "state", "created_at", "activated_at", "retire_after")
@@ -100,6 +151,7 @@ class SigningKeyAdmin(_PagesMixin, admin.ModelAdmin):
         return False  # a deleted key breaks every token it signed: rotate instead
 
     change_list_template = "admin/django_tokens/signingkey/change_list.html"
+    change_form_template = "admin/django_tokens/signingkey/change_form.html"
 
     def has_rotate_permission(self, request: HttpRequest) -> bool:
         """Rotating needs the model's change permission (granted in the admin as usual)."""
@@ -113,13 +165,74 @@ class SigningKeyAdmin(_PagesMixin, admin.ModelAdmin):
         }
         return super().changelist_view(request, extra)
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        extra = {
+            **(extra_context or {}),
+            "has_rotate_permission": self.has_rotate_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
     def get_urls(self) -> list[Any]:
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
             path("rotate/", self.admin_site.admin_view(self.rotate_view), name=f"{prefix}_rotate"),
+            self._object_url("retire", self.retire_view),
             *super().get_urls(),
         ]
 
+    @audited
+    def retire_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Retire a retiring key before its tokens expire, after a confirmation that says
+        what would break; while valid tokens need it, only with the force box ticked."""
+        if not self.has_rotate_permission(request):
+            raise PermissionDenied
+        key = self.get_object(request, unquote(object_id))
+        if key is None:
+            raise Http404
+        if key.state != SigningKey.State.RETIRING:
+            self.message_user(
+                request,
+                _("Only a retiring key can be retired: rotate the keys first."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(self._url("change", key.pk))
+        impact = keystore.retirement_impact(key)
+        needs_force = not impact.breaks_nothing
+        form = RetireSigningKeyForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and (not needs_force or form.is_valid()):
+            try:
+                done = keystore.retire(key.kid, force=needs_force)
+            except keystore.KeyStillNeeded as exc:
+                impact, needs_force = exc.impact, True  # more tokens since the page
+                form = RetireSigningKeyForm()
+            except keystore.KeystoreError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return HttpResponseRedirect(self._url("change", key.pk))
+            else:
+                self.log_change(
+                    request,
+                    key,
+                    "Retired" + (" by force: " + done.describe() if needs_force else "."),
+                )
+                self.message_user(
+                    request, _("Retired %(kid)s.") % {"kid": key.kid}, messages.SUCCESS
+                )
+                return HttpResponseRedirect(self._url("changelist"))
+        return self._confirm_page(
+            request,
+            title=_("Retire signing key"),
+            question=_("Retire this key? It leaves the JWKS and verifies nothing more. %(impact)s")
+            % {"impact": impact.describe()},
+            items=[str(key)],
+            form=form if needs_force else None,
+            form_action=request.path,
+            cancel_url=self._url("change", key.pk),
+            confirm_label=_("Retire by force") if needs_force else _("Retire"),
+        )
+
+    @audited
     def rotate_view(self, request: HttpRequest) -> HttpResponse:
         """``rotate_signing_key`` from the admin, after a confirmation."""
         if not self.has_rotate_permission(request):
@@ -334,18 +447,9 @@ class ApiKeyAdmin(_PagesMixin, admin.ModelAdmin):
         return str(_("live"))
 
     def get_urls(self) -> list[Any]:
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path(
-                "<path:object_id>/rotate/",
-                self.admin_site.admin_view(self.rotate_view),
-                name=f"{prefix}_rotate",
-            ),
-            path(
-                "<path:object_id>/revoke/",
-                self.admin_site.admin_view(self.revoke_view),
-                name=f"{prefix}_revoke",
-            ),
+            self._object_url("rotate", self.rotate_view),
+            self._object_url("revoke", self.revoke_view),
             *super().get_urls(),
         ]
 
@@ -358,6 +462,7 @@ class ApiKeyAdmin(_PagesMixin, admin.ModelAdmin):
         add_never_cache_headers(response)  # no-store, private: the secret is in this page only
         return response
 
+    @audited
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
@@ -387,12 +492,14 @@ class ApiKeyAdmin(_PagesMixin, admin.ModelAdmin):
             confirm_label=_("Issue key"),
         )
 
+    @audited
     def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         key = self._live_key_or_redirect(request, object_id)
         if isinstance(key, HttpResponse):
             return key
         return self._rotate(request, [key], form_action=request.path, action="")
 
+    @audited
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         key = self._live_key_or_redirect(request, object_id)
         if isinstance(key, HttpResponse):
@@ -496,6 +603,68 @@ class ApiKeyAdmin(_PagesMixin, admin.ModelAdmin):
         now = timezone.now()
         keys = [key for key in queryset.select_related("owner") if key.is_live(now)]
         return self._rotate(request, keys, form_action="", action="rotate_selected")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail, read-only: nobody adds, changes or deletes an entry here
+    (``purge_tokens`` removes entries older than ``AUDIT_RETENTION``)."""
+
+    list_display = (
+        "created_at",
+        "action",
+        "actor",
+        "username",
+        "service",
+        "client_id",
+        "api_key_id",
+        "session_id",
+        "signing_kid",
+        "ip",
+    )
+    list_filter = ("action", "service", "created_at")
+    search_fields = ("actor", "username", "=user_id_value", "api_key_id", "client_id")
+    date_hierarchy = "created_at"
+    fields = (
+        "created_at",
+        "action",
+        "actor",
+        "ip",
+        "user_id_value",
+        "username",
+        "service",
+        "session_id",
+        "api_key_id",
+        "client_id",
+        "signing_kid",
+        "detail",
+    )
+    readonly_fields = fields
+    show_full_result_count = False  # no COUNT(*) over a long trail on every page
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str
+    ) -> tuple[QuerySet[AuditEvent], bool]:
+        """Besides the text fields: a session id finds that session's entries, an address
+        the entries from it."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        with suppress(ValueError):
+            return results | queryset.filter(session_id=uuid.UUID(term)), may_have_duplicates
+        with suppress(ValueError):
+            return results | queryset.filter(
+                ip=str(ipaddress.ip_address(term))
+            ), may_have_duplicates
+        return results, may_have_duplicates
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(UserMetadata)

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import router, transaction
 from django.utils import timezone
 
-from django_tokens import sessions
+from django_tokens import audit, sessions
 from django_tokens.conf import token_settings
 from django_tokens.crypto import DecryptionError, random_token, secret_box
 from django_tokens.models import ApiKey, Session
@@ -61,16 +61,29 @@ def issue(
     now = now or timezone.now()
     secret = random_token(SECRET_BYTES)
     scope_list = list(token_settings.API_KEY_SCOPES if scopes is None else scopes)
-    api_key = ApiKey.objects.create(
-        owner=owner,
-        name=name,
-        key_id=new_key_id(),
-        encrypted_secret=secret_box().encrypt(secret.encode()),
-        scope=" ".join(scope_list),
-        created_at=now,
-        expires_at=now + expires_in if expires_in is not None else None,
-    )
+    with transaction.atomic(using=router.db_for_write(ApiKey)):
+        api_key = ApiKey.objects.create(
+            owner=owner,
+            name=name,
+            key_id=new_key_id(),
+            encrypted_secret=secret_box().encrypt(secret.encode()),
+            scope=" ".join(scope_list),
+            created_at=now,
+            expires_at=now + expires_in if expires_in is not None else None,
+        )
+        _record(
+            audit.Action.API_KEY_ISSUED,
+            api_key,
+            now,
+            scope=api_key.scope,
+            expires_at=api_key.expires_at.isoformat() if api_key.expires_at else None,
+        )
     return IssuedSecret(api_key, secret)
+
+
+def _record(action: str, api_key: ApiKey, now: datetime, **detail: Any) -> None:
+    """An entry about a key: the owner is the user concerned, not the actor."""
+    audit.record(action, user=api_key.owner, api_key=api_key, actor="", detail=detail, now=now)
 
 
 def get(key_id: str) -> ApiKey:
@@ -92,7 +105,7 @@ def rotate_secret(
     secret = random_token(SECRET_BYTES)
     with transaction.atomic(using=router.db_for_write(ApiKey)):
         try:
-            api_key = ApiKey.objects.select_for_update().get(key_id=key_id)
+            api_key = ApiKey.objects.select_for_update().select_related("owner").get(key_id=key_id)
         except ApiKey.DoesNotExist:
             raise ApiKeyNotFound(key_id) from None
         if not api_key.is_live(now):
@@ -111,6 +124,12 @@ def rotate_secret(
                 "previous_secret_expires_at",
             ]
         )
+        _record(
+            audit.Action.API_KEY_SECRET_ROTATED,
+            api_key,
+            now,
+            grace_seconds=int(grace.total_seconds()),
+        )
     return IssuedSecret(api_key, secret)
 
 
@@ -123,6 +142,8 @@ def revoke(key_id: str, *, now: datetime | None = None) -> int:
         )
         if not updated and not ApiKey.objects.filter(key_id=key_id).exists():
             raise ApiKeyNotFound(key_id)
+        if updated:
+            _record(audit.Action.API_KEY_REVOKED, get(key_id), now)
         # In the same transaction: a key is never revoked while its sessions are not.
         revoked = sessions.revoke_rows(
             Session.objects.filter(api_key__key_id=key_id), reason="api_key_revoked", now=now
@@ -137,6 +158,9 @@ def revoke_all_of(owner: Any, *, now: datetime | None = None) -> tuple[int, int]
     now = now or timezone.now()
     with transaction.atomic(using=router.db_for_write(ApiKey)):
         keys = ApiKey.objects.filter(owner=owner, revoked_at__isnull=True).update(revoked_at=now)
+        if keys:
+            for key in ApiKey.objects.filter(owner=owner, revoked_at=now).select_related("owner"):
+                _record(audit.Action.API_KEY_REVOKED, key, now)
         revoked = sessions.revoke_rows(
             Session.objects.filter(api_key__owner=owner), reason="api_key_revoked", now=now
         )

@@ -70,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     # How long a process trusts its loaded keystore before checking the shared version stamp.
     "KEYSTORE_CHECK_INTERVAL": 5,
     "JWKS_MAX_AGE": 300,
+    # The audit trail (issuance, refresh, reuse, revocation, rotation), and how long
+    # purge_tokens keeps its entries (0: for ever).
+    "AUDIT": True,
+    "AUDIT_RETENTION": 90 * 24 * 3600,
 }
 
 _DURATIONS = {
@@ -84,6 +88,7 @@ _DURATIONS = {
     "THROTTLE_WINDOW",
     "KEYSTORE_CHECK_INTERVAL",
     "JWKS_MAX_AGE",
+    "AUDIT_RETENTION",
 }
 _IMPORT_STRINGS = {"CLAIMS_HOOK"}
 

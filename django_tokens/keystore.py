@@ -21,14 +21,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from django.apps import apps
 from django.core.cache import caches
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
-from django_tokens import jws
+from django_tokens import audit, jws
 from django_tokens.conf import SIGNING_ALGORITHMS, max_token_lifetime, token_settings
 from django_tokens.crypto import secret_box
-from django_tokens.models import SigningKey
+from django_tokens.models import RefreshToken, SigningKey
 
 logger = logging.getLogger(__name__)
 
@@ -344,9 +345,151 @@ def _rotate(algorithm: str, now: datetime) -> Rotation:
             next_key.save(update_fields=["state", "activated_at"])
             new_active = next_key
         new_next = create_key(algorithm, SigningKey.State.NEXT, now=now)
-        retired = SigningKey.objects.filter(
-            state=SigningKey.State.RETIRING, retire_after__lte=now
-        ).update(state=SigningKey.State.RETIRED, retired_at=now)
+        retired = retire_expired(now=now)
+        audit.record(
+            audit.Action.SIGNING_KEY_ROTATED,
+            signing_kid=new_active.kid,
+            actor="",
+            detail={
+                "algorithm": new_active.algorithm,
+                "next": new_next.kid,
+                "retiring": old_active.kid if old_active else None,
+            },
+            now=now,
+        )
         transaction.on_commit(_bump_version, using=router.db_for_write(SigningKey))
     reset()
     return Rotation(new_active, new_next, old_active, retired)
+
+
+def retire_expired(*, now: datetime) -> int:
+    """Retire the retiring keys whose tokens have all expired. Returns how many."""
+    due = list(
+        SigningKey.objects.filter(
+            state=SigningKey.State.RETIRING, retire_after__lte=now
+        ).values_list("pk", "kid")
+    )
+    if not due:
+        return 0
+    retired = SigningKey.objects.filter(
+        pk__in=[pk for pk, _kid in due], state=SigningKey.State.RETIRING
+    ).update(state=SigningKey.State.RETIRED, retired_at=now)
+    for _pk, kid in due:
+        audit.record(
+            audit.Action.SIGNING_KEY_RETIRED,
+            signing_kid=kid,
+            actor="",
+            detail={"forced": False, "reason": "its tokens have expired"},
+            now=now,
+        )
+    transaction.on_commit(_bump_version, using=router.db_for_write(SigningKey))
+    return retired
+
+
+# -- retiring a key early ------------------------------------------------------------------
+
+
+class KeyStillNeeded(KeystoreError):
+    """Retiring the key now would break tokens that are still valid."""
+
+    def __init__(self, impact: RetirementImpact) -> None:
+        super().__init__(
+            f"Signing key {impact.key.kid} is still needed: {impact.describe()} "
+            "Retire it with force to accept that."
+        )
+        self.impact = impact
+
+
+@dataclass(frozen=True)
+class RetirementImpact:
+    """What retiring a key now would break: tokens it signed that are still valid.
+
+    A key signed from its activation until its rotation (and, in a process that had not yet
+    noticed the rotation, up to ``KEYSTORE_CHECK_INTERVAL`` later). The sessions counted had
+    tokens issued in that span that may still be valid: their access tokens are refused at
+    once, and an API-key session's refresh token stops working. OAuth 2.0 access and ID
+    tokens are counted from django-oauth-toolkit's rows.
+    """
+
+    key: SigningKey
+    sessions: int
+    oauth2_tokens: int
+    needed_until: datetime | None
+
+    @property
+    def breaks_nothing(self) -> bool:
+        return self.sessions == 0 and self.oauth2_tokens == 0
+
+    def describe(self) -> str:
+        if self.breaks_nothing:
+            return "no valid token was signed by it."
+        until = self.needed_until.isoformat() if self.needed_until else "they expire"
+        return (
+            f"{self.sessions} session(s) and {self.oauth2_tokens} OAuth 2.0 token(s) hold "
+            f"tokens it signed, valid until {until}; their access tokens would be refused "
+            "at once and API-key sessions would have to present a new assertion."
+        )
+
+
+def retirement_impact(key: SigningKey, *, now: datetime | None = None) -> RetirementImpact:
+    now = now or timezone.now()
+    start = key.activated_at or key.created_at
+    end = (key.retiring_at or now) + timedelta(seconds=token_settings.KEYSTORE_CHECK_INTERVAL)
+    oldest = now - timedelta(seconds=max_token_lifetime())
+    session_count = (
+        RefreshToken.objects.filter(
+            created_at__gte=max(start, oldest),
+            created_at__lt=end,
+            session__revoked_at__isnull=True,
+            session__expires_at__gt=now,
+        )
+        .values("session_id")
+        .distinct()
+        .count()
+    )
+    oauth2_count = 0
+    if apps.is_installed("oauth2_provider"):
+        from oauth2_provider.models import get_access_token_model, get_id_token_model
+
+        for model in (get_access_token_model(), get_id_token_model()):
+            oauth2_count += model._default_manager.filter(
+                created__gte=start, created__lt=end, expires__gt=now
+            ).count()
+    return RetirementImpact(key, session_count, oauth2_count, key.retire_after)
+
+
+def retire(kid: str, *, force: bool = False, now: datetime | None = None) -> RetirementImpact:
+    """Retire a retiring key before ``retire_after``: it leaves the JWKS and verifies
+    nothing more. Refused with :class:`KeyStillNeeded` while valid tokens need it, unless
+    ``force``; the active key must be rotated first."""
+    now = now or timezone.now()
+    with transaction.atomic(using=router.db_for_write(SigningKey)):
+        key = SigningKey.objects.select_for_update().filter(kid=kid).first()
+        if key is None:
+            raise KeystoreError(f"Unknown signing key: {kid!r}.")
+        if key.state == SigningKey.State.RETIRED:
+            raise KeystoreError(f"Signing key {kid} is retired already.")
+        if key.state != SigningKey.State.RETIRING:
+            raise KeystoreError(
+                f"Signing key {kid} is the {key.state} key: rotate the keys first, then retire it."
+            )
+        impact = retirement_impact(key, now=now)
+        if not impact.breaks_nothing and not force:
+            raise KeyStillNeeded(impact)
+        key.state = SigningKey.State.RETIRED
+        key.retired_at = now
+        key.save(update_fields=["state", "retired_at"])
+        audit.record(
+            audit.Action.SIGNING_KEY_RETIRED,
+            signing_kid=key.kid,
+            actor="",
+            detail={
+                "forced": not impact.breaks_nothing,
+                "sessions": impact.sessions,
+                "oauth2_tokens": impact.oauth2_tokens,
+            },
+            now=now,
+        )
+        transaction.on_commit(_bump_version, using=router.db_for_write(SigningKey))
+    reset()
+    return impact

@@ -11,9 +11,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from django_tokens.conf import max_token_lifetime
+from django_tokens import keystore
+from django_tokens.conf import max_token_lifetime, token_settings
 from django_tokens.crypto import DecryptionError, secret_box
-from django_tokens.models import ApiKey, RefreshToken, Session, SigningKey
+from django_tokens.models import ApiKey, AuditEvent, RefreshToken, Session, SigningKey
 
 #: Every stored ciphertext of the secret box, as (model, field name).
 ENCRYPTED_FIELDS: list[tuple[type[models.Model], str]] = [
@@ -43,17 +44,25 @@ def purge(
     *,
     batch_size: int = 5000,
     now: datetime | None = None,
+    audit_retention: timedelta | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> PurgeResult:
     """Delete what can no longer be used: expired refresh tokens, expired or long-revoked
-    sessions (with their families), expired OAuth 2.0 codes and tokens; mark retiring keys
-    whose tokens have expired as retired.
+    sessions (with their families), expired OAuth 2.0 codes and tokens, audit entries older
+    than ``audit_retention`` (default: the ``AUDIT_RETENTION`` setting; zero keeps them);
+    mark retiring keys whose tokens have expired as retired.
 
     Revoked sessions are kept as long as an access token of theirs could still be presented,
     then removed.
     """
     now = now or timezone.now()
     result = PurgeResult()
+
+    def done(label: str, count: int) -> None:
+        result.counts[label] = count
+        if progress:
+            progress(label, count)
+
     revoked_before = now - timedelta(seconds=max_token_lifetime())
     steps: list[tuple[str, models.QuerySet]] = [
         ("refresh tokens", RefreshToken.objects.filter(expires_at__lte=now)),
@@ -62,17 +71,17 @@ def purge(
             Session.objects.filter(Q(expires_at__lte=now) | Q(revoked_at__lte=revoked_before)),
         ),
     ]
+    if audit_retention is None:
+        audit_retention = timedelta(seconds=token_settings.AUDIT_RETENTION)
+    if audit_retention:
+        steps.append(
+            ("audit events", AuditEvent.objects.filter(created_at__lt=now - audit_retention))
+        )
     for label, queryset in steps:
-        result.counts[label] = _delete_in_batches(queryset, batch_size)
-        if progress:
-            progress(label, result.counts[label])
+        done(label, _delete_in_batches(queryset, batch_size))
     if apps.is_installed("oauth2_provider"):
-        result.counts["oauth2 rows"] = _clear_expired_oauth2()
-        if progress:
-            progress("oauth2 rows", result.counts["oauth2 rows"])
-    result.counts["signing keys retired"] = SigningKey.objects.filter(
-        state=SigningKey.State.RETIRING, retire_after__lte=now
-    ).update(state=SigningKey.State.RETIRED, retired_at=now)
+        done("oauth2 rows", _clear_expired_oauth2())
+    done("signing keys retired", keystore.retire_expired(now=now))
     return result
 
 
@@ -100,12 +109,13 @@ class ReencryptResult:
     failed: list[str] = field(default_factory=list)
 
 
-def reencrypt_secrets() -> ReencryptResult:
+def reencrypt_secrets(*, progress: Callable[[str], None] | None = None) -> ReencryptResult:
     """Re-encrypt every stored secret under the newest key in ``ENCRYPTION_KEYS``.
 
     Each row is rewritten on its own with a compare-and-set UPDATE, so the command can be
     stopped at any point and run again: a row is always readable under the old or new key,
-    and a row changed meanwhile (a rotation) is left to the next run.
+    and a row changed meanwhile (a rotation) is left to the next run. ``progress`` hears
+    the label of each row re-encrypted, once its UPDATE has committed.
     """
     box = secret_box()
     result = ReencryptResult()
@@ -123,7 +133,10 @@ def reencrypt_secrets() -> ReencryptResult:
                 result.failed.append(f"{model._meta.label}:{pk}")
                 continue
             # A row changed meanwhile (a rotation) is left as it is: it is current already.
-            result.reencrypted += model._default_manager.filter(
-                pk=pk, **{field_name: ciphertext}
-            ).update(**{field_name: fresh})
+            updated = model._default_manager.filter(pk=pk, **{field_name: ciphertext}).update(
+                **{field_name: fresh}
+            )
+            result.reencrypted += updated
+            if updated and progress:
+                progress(f"{model._meta.label}.{field_name}:{pk}")
     return result

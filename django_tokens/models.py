@@ -202,3 +202,49 @@ class RefreshToken(models.Model):
 
     def __str__(self) -> str:
         return f"refresh token {self.pk} of session {self.session_id}"
+
+
+class AuditEvent(models.Model):
+    """One entry of the audit trail: what happened to which credential, who did it, when and
+    from which address. Plain values, not foreign keys, so an entry outlives what it names
+    (a purged session, a deleted user). Never a secret: no token, key or client secret."""
+
+    class Action(models.TextChoices):
+        TOKEN_ISSUED = "token_issued", _("tokens issued")
+        TOKEN_REFRESHED = "token_refreshed", _("tokens refreshed")
+        REFRESH_REUSE_DETECTED = "refresh_reuse_detected", _("refresh-token reuse detected")
+        SESSION_REVOKED = "session_revoked", _("session revoked")
+        OAUTH2_TOKEN_REVOKED = "oauth2_token_revoked", _("OAuth 2.0 token revoked")
+        API_KEY_ISSUED = "api_key_issued", _("API key issued")
+        API_KEY_SECRET_ROTATED = "api_key_secret_rotated", _("API-key secret rotated")
+        API_KEY_REVOKED = "api_key_revoked", _("API key revoked")
+        SIGNING_KEY_ROTATED = "signing_key_rotated", _("signing key rotated")
+        SIGNING_KEY_RETIRED = "signing_key_retired", _("signing key retired")
+        CLIENT_SECRET_ISSUED = "client_secret_issued", _("client secret issued")
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    action = models.CharField(_("action"), max_length=32, choices=Action.choices)
+    actor = models.CharField(
+        _("who"),
+        max_length=200,
+        blank=True,
+        help_text=_("A username, client:<client id>, or manage.py <command>."),
+    )
+    ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    service = models.CharField(_("service"), max_length=16, blank=True)
+    user_id_value = models.CharField(_("user id"), max_length=64, blank=True)
+    username = models.CharField(_("user"), max_length=254, blank=True)
+    session_id = models.UUIDField(_("session"), null=True, blank=True)
+    api_key_id = models.CharField(_("API key"), max_length=64, blank=True)
+    client_id = models.CharField(_("client"), max_length=255, blank=True)
+    signing_kid = models.CharField(_("signing key"), max_length=64, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit trail")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} at {self.created_at:%Y-%m-%d %H:%M:%S}"

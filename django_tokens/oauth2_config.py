@@ -41,5 +41,7 @@ def provider_settings(**overrides: Any) -> dict[str, Any]:
         "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
         "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
         "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
+        # DOT's application admin with client secrets generated on save and shown once.
+        "APPLICATION_ADMIN_CLASS": "django_tokens.oauth2_admin.ApplicationAdmin",
         **overrides,
     }

@@ -31,11 +31,10 @@ from oauth2_provider.signals import app_authorized
 from oauth2_provider.views.metadata import OAuthServerMetadataView
 from rest_framework_simplejwt.exceptions import InvalidToken
 
-from django_tokens import errors, jws, keystore, sessions, throttling
+from django_tokens import audit, errors, jws, keystore, sessions, throttling
 from django_tokens.authentication import JWTAuthentication
 from django_tokens.conf import token_settings
 from django_tokens.tokens import issuer_for
-from django_tokens.views import TokenAPIView
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,8 @@ class TokenView(dot_views.TokenView):
         if grant_type and grant_type not in GRANT_TYPES:
             return oauth2_error("unsupported_grant_type", "Unsupported grant type")
         try:
-            return _reshape(super().dispatch(request, *args, **kwargs))
+            with audit.context(ip=throttling.address_of(request)):
+                return _reshape(super().dispatch(request, *args, **kwargs))
         except Exception:
             logger.exception("Unexpected error in the OAuth 2.0 token endpoint.")
             return oauth2_error("server_error", errors.ServerError.message)
@@ -147,7 +147,8 @@ class _FormEndpoint:
         except SuspiciousOperation:
             return oauth2_error("invalid_request", "The request body is too large.")
         try:
-            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+            with audit.context(ip=throttling.address_of(request)):
+                return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
         except Exception:
             logger.exception("Unexpected error in an OAuth 2.0 endpoint.")
             return oauth2_error("server_error", errors.ServerError.message)
@@ -348,7 +349,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         username = self.cleaned_data.get("username")
         if not username or not self.cleaned_data.get("password"):
             return super().clean()
-        client_ip = TokenAPIView.client_ip(self.request) if self.request else None  # type: ignore[arg-type]
+        client_ip = throttling.address_of(self.request) if self.request else None
         buckets = throttling.buckets_for(
             "username", username, token_settings.THROTTLE_FAILURES_PER_USERNAME, client_ip
         )

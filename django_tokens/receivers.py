@@ -13,7 +13,7 @@ from django.apps import apps
 from django.db import router, transaction
 from django.utils import timezone
 
-from django_tokens import sessions
+from django_tokens import audit, sessions
 from django_tokens.models import ApiKey, Session
 
 
@@ -47,10 +47,20 @@ def revoke_oauth2_tokens_of_user(user: Any) -> None:
     access_token_model = get_access_token_model()
     with transaction.atomic(using=router.db_for_write(access_token_model)):
         now = timezone.now()
-        get_refresh_token_model().objects.filter(user=user, revoked__isnull=True).update(
-            revoked=now, updated=now
+        refresh_tokens = (
+            get_refresh_token_model()
+            .objects.filter(user=user, revoked__isnull=True)
+            .update(revoked=now, updated=now)
         )
-        access_token_model.objects.filter(user=user).delete()
+        access_tokens, _by_model = access_token_model.objects.filter(user=user).delete()
+        if refresh_tokens or access_tokens:
+            audit.record(
+                audit.Action.OAUTH2_TOKEN_REVOKED,
+                user=user,
+                actor="",
+                detail={"refresh_tokens": refresh_tokens, "deleted_rows": access_tokens},
+                now=now,
+            )
 
 
 def mark_deleted_access_token(sender: Any, instance: Any, **kwargs: Any) -> None:

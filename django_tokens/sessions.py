@@ -24,7 +24,7 @@ from django.db import router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_tokens import keystore
+from django_tokens import audit, keystore
 from django_tokens.conf import max_token_lifetime, token_settings
 from django_tokens.crypto import digest, random_token
 from django_tokens.models import ApiKey, RefreshToken, Session
@@ -109,7 +109,9 @@ def start(
             created_at=now,
             expires_at=expires_at,
         )
-        return then(_new_member(session, now))
+        result = then(_new_member(session, now))
+        _record(audit.Action.TOKEN_ISSUED, session, now, detail={"scope": session.scope})
+        return result
 
 
 def rotate(
@@ -153,7 +155,9 @@ def rotate(
         # The session row is locked: this UPDATE sees every committed rotation of the family.
         won = RefreshToken.objects.filter(pk=member.pk, used_at__isnull=True).update(used_at=now)
         if won:
-            return then(_new_member(session, now))
+            result = then(_new_member(session, now))
+            _record(audit.Action.TOKEN_REFRESHED, session, now)
+            return result
         used_at = RefreshToken.objects.values_list("used_at", flat=True).get(pk=member.pk)
         grace = token_settings.REFRESH_REUSE_GRACE
         # ``now`` was read before the lock, so a request that raced the rotation can look
@@ -161,12 +165,35 @@ def rotate(
         if grace > 0 and used_at is not None and now - used_at <= timedelta(seconds=grace):
             # A concurrent retry: its answer supersedes the successor issued a moment ago.
             RefreshToken.objects.filter(session=session, used_at__isnull=True).update(used_at=now)
-            return then(_new_member(session, now))
+            result = then(_new_member(session, now))
+            _record(audit.Action.TOKEN_REFRESHED, session, now, detail={"retry": True})
+            return result
         reused = session
+        _record(audit.Action.REFRESH_REUSE_DETECTED, session, now, actor="")
         revoke_rows(Session.objects.filter(pk=session.pk), reason="refresh_token_reused", now=now)
     set_marks([str(reused.pk)], now=now)
     logger.warning("Refresh token reuse detected; session %s revoked.", reused.pk)
     raise RefreshTokenReused("Refresh token was already used; the session is revoked.")
+
+
+def _record(
+    action: str,
+    session: Session,
+    now: datetime,
+    *,
+    actor: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        action,
+        user=session.user,
+        session=session,
+        api_key=session.api_key,
+        signing_kid=keystore.signing_key().kid,
+        actor=actor,
+        detail=detail,
+        now=now,
+    )
 
 
 # -- revocation ----------------------------------------------------------------------------
@@ -179,6 +206,7 @@ def revoke_rows(sessions: QuerySet[Session], *, reason: str, now: datetime) -> l
     ids = [str(pk) for pk in live.values_list("pk", flat=True)]
     if ids:
         Session.objects.filter(pk__in=ids).update(revoked_at=now, revoke_reason=reason)
+        audit.record_revoked_sessions(ids, reason=reason, now=now)
     return ids
 
 

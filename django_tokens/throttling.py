@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.core.cache import caches
+from django.http import HttpRequest
+from rest_framework.settings import api_settings as drf_settings
+from rest_framework.throttling import BaseThrottle
 
 from django_tokens.conf import token_settings
 from django_tokens.errors import TemporarilyUnavailable, TooManyAttempts
@@ -24,6 +27,15 @@ from django_tokens.errors import TemporarilyUnavailable, TooManyAttempts
 logger = logging.getLogger(__name__)
 
 PREFIX = "django_tokens:failures"
+
+
+def address_of(request: HttpRequest) -> str | None:
+    """The client address: ``REMOTE_ADDR``, or, when DRF's ``NUM_PROXIES`` says how many
+    proxies to trust, the address they put in ``X-Forwarded-For`` (as DRF's throttles read
+    it). Without ``NUM_PROXIES`` the header is the client's to forge, so it is not read."""
+    if drf_settings.NUM_PROXIES is None:
+        return request.META.get("REMOTE_ADDR") or None
+    return BaseThrottle().get_ident(request) or None  # type: ignore[arg-type]  # reads META
 
 
 @dataclass(frozen=True)

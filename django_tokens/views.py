@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -27,14 +27,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings as drf_settings
-from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from django_tokens import errors, keystore
+from django_tokens import audit, errors, keystore
 from django_tokens.conf import token_settings
 from django_tokens.responses import keycloak_token_body, password_token_body
 from django_tokens.services import api_key, password
+from django_tokens.throttling import address_of
 from django_tokens.tokens import issuer_for
 
 logger = logging.getLogger(__name__)
@@ -92,6 +91,10 @@ class TokenAPIView(APIView):
     #: Token responses must not be cached (RFC 6749 §5.1).
     no_store = True
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        with audit.context(ip=address_of(request)):
+            return super().dispatch(request, *args, **kwargs)
+
     def handle_exception(self, exc: Exception) -> Response:
         error = _as_service_error(exc)
         headers = dict(error.headers)
@@ -117,13 +120,7 @@ class TokenAPIView(APIView):
 
     @staticmethod
     def client_ip(request: Request) -> str | None:
-        """The client address: ``REMOTE_ADDR``, or, when DRF's ``NUM_PROXIES`` says how many
-        proxies to trust, the address they put in ``X-Forwarded-For`` (as DRF's throttles
-        read it). Without ``NUM_PROXIES`` the header is the client's to forge, so it is not
-        read at all."""
-        if drf_settings.NUM_PROXIES is None:
-            return request.META.get("REMOTE_ADDR") or None
-        return BaseThrottle().get_ident(request) or None
+        return address_of(request)
 
 
 def _text_field(value: Any, name: str, invalid: errors.TokenServiceError | None = None) -> str:

@@ -179,6 +179,7 @@ def test_purge_tokens_reports_counts_as_json(project):
     assert counts == {
         "refresh tokens": 3,
         "sessions": 3,
+        "audit events": 0,
         "oauth2 rows": 0,
         "signing keys retired": 0,
     }

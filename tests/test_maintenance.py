@@ -73,6 +73,7 @@ def test_purge_removes_what_can_no_longer_be_used_and_keeps_the_rest(user, now):
     assert result.counts == {
         "refresh tokens": 2,
         "sessions": 2,
+        "audit events": 0,
         "oauth2 rows": 0,
         "signing keys retired": 0,
     }
@@ -119,7 +120,13 @@ def test_purge_reports_progress_per_step(user, now):
     sessions.start(user, service=PASSWORD, now=now - timedelta(days=40))
     seen = []
     purge(now=now, progress=lambda label, count: seen.append((label, count)))
-    assert seen == [("refresh tokens", 1), ("sessions", 1), ("oauth2 rows", 0)]
+    assert seen == [
+        ("refresh tokens", 1),
+        ("sessions", 1),
+        ("audit events", 0),
+        ("oauth2 rows", 0),
+        ("signing keys retired", 0),
+    ]
 
 
 def test_purge_retires_retiring_keys_past_retire_after(now):

@@ -35,7 +35,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import BaseScopes
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
-from django_tokens import jws, keystore
+from django_tokens import audit, jws, keystore
 from django_tokens.conf import token_settings
 from django_tokens.models import Session
 from django_tokens.tokens import (
@@ -246,6 +246,13 @@ class KeystoreOAuth2Validator(OAuth2Validator):
     def _revoke_reused(self, rt: Any) -> None:
         if rt.token_family:
             get_refresh_token_model().revoke_family(rt.token_family)
+        audit.record(
+            audit.Action.REFRESH_REUSE_DETECTED,
+            user=rt.user,
+            client_id=rt.application.client_id,
+            actor="",
+            detail={"token_family": str(rt.token_family) if rt.token_family else None},
+        )
         logger.warning("Refresh token reuse detected; OAuth 2.0 token family revoked.")
 
     def get_original_scopes(
@@ -272,9 +279,42 @@ class KeystoreOAuth2Validator(OAuth2Validator):
             raise oauthlib_errors.InvalidGrantError(request=request) from None
 
     def _save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if request.grant_type == "refresh_token" and request.refresh_token_instance is not None:
+        refreshing = request.grant_type == "refresh_token"
+        if refreshing and request.refresh_token_instance is not None:
             self._lock_presented_token(request)
-        return super()._save_bearer_token(token, request, *args, **kwargs)
+        saved = super()._save_bearer_token(token, request, *args, **kwargs)
+        # In the token transaction: no entry without its tokens, nor tokens without one.
+        client_id = request.client.client_id
+        audit.record(
+            audit.Action.TOKEN_REFRESHED if refreshing else audit.Action.TOKEN_ISSUED,
+            user=request.user if getattr(request.user, "pk", None) is not None else None,
+            client_id=client_id,
+            signing_kid=keystore.signing_key().kid,
+            actor=f"client:{client_id}",
+            detail={"grant_type": request.grant_type, "scope": token.get("scope", "")},
+        )
+        return saved
+
+    def revoke_token(
+        self, token: str, token_type_hint: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        """DOT's revocation (RFC 7009), recorded in the audit trail when a token of the
+        client's was found."""
+        checksum = hashlib.sha256(token.encode()).hexdigest()
+        client_pk = getattr(request.client, "pk", None)
+        found = client_pk is not None and any(
+            model.objects.filter(token_checksum=checksum, application_id=client_pk).exists()
+            for model in (get_access_token_model(), get_refresh_token_model())
+        )
+        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+        if found:
+            client_id = request.client.client_id
+            audit.record(
+                audit.Action.OAUTH2_TOKEN_REVOKED,
+                client_id=client_id,
+                actor=f"client:{client_id}",
+                detail={"token_type_hint": token_type_hint or None},
+            )
 
     def _lock_presented_token(self, request: Any) -> None:
         """Inside the token transaction: lock the presented refresh token. If it has been

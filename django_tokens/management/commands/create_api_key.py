@@ -3,12 +3,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_tokens import api_keys
+from django_tokens.management.base import TokensCommand
 
 
-class Command(BaseCommand):
+class Command(TokensCommand):
     help = (
         "Issue an API key for a user. Prints the key id and the shared secret; the secret is "
         "shown this once and cannot be recovered later (rotate it instead)."

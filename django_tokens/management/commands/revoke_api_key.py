@@ -1,12 +1,13 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_tokens import api_keys
+from django_tokens.management.base import TokensCommand
 
 
-class Command(BaseCommand):
+class Command(TokensCommand):
     help = (
         "Revoke an API key: its assertions are refused, every session opened with it stops "
         "refreshing, and their access tokens are refused by JWTAuthentication at once."

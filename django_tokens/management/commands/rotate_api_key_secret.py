@@ -2,12 +2,13 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_tokens import api_keys
+from django_tokens.management.base import TokensCommand
 
 
-class Command(BaseCommand):
+class Command(TokensCommand):
     help = (
         "Give an API key a new shared secret, printed once. Assertions signed with the old "
         "secret keep working for the grace period, then stop."

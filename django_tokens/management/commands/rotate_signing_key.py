@@ -1,13 +1,14 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_tokens import keystore
 from django_tokens.conf import SIGNING_ALGORITHMS
+from django_tokens.management.base import TokensCommand
 
 
-class Command(BaseCommand):
+class Command(TokensCommand):
     help = (
         "Promote the pre-published next signing key to active (creating keys where none exist) "
         "and pre-publish a new next key. The previous active key stays in the JWKS until every "
