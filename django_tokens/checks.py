@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from django_tokens.conf import DEFAULTS, SIGNING_ALGORITHMS
+from django_tokens.conf import DEFAULTS, DURATIONS, SIGNING_ALGORITHMS
 from django_tokens.crypto import encryption_keys_from_secret_key
 from django_tokens.hashers import HighEntropySecretHasher
 
@@ -111,6 +112,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_tokens.W003",
             )
         )
+    bad_durations = [
+        name
+        for name in sorted(DURATIONS & set(user_settings))
+        if not _is_duration(user_settings[name])
+    ]
+    if bad_durations:
+        messages.append(
+            Error(
+                f"DJANGO_TOKENS has durations that are not zero or more: "
+                f"{', '.join(bad_durations)}.",
+                hint="Give each as a number of seconds or a datetime.timedelta, not negative.",
+                id="django_tokens.E011",
+            )
+        )
     prefix = user_settings.get("API_KEY_ID_PREFIX", DEFAULTS["API_KEY_ID_PREFIX"])
     if not isinstance(prefix, str) or len(prefix) > MAX_KEY_ID_PREFIX_LENGTH:
         messages.append(
@@ -132,6 +147,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _is_duration(value: Any) -> bool:
+    if isinstance(value, timedelta):
+        return value >= timedelta(0)
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 #: The OAUTH2_PROVIDER entries that make django-oauth-toolkit issue this app's tokens.

@@ -76,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_RETENTION": 90 * 24 * 3600,
 }
 
-_DURATIONS = {
+DURATIONS = {
     "ACCESS_TOKEN_LIFETIME",
     "REFRESH_TOKEN_LIFETIME",
     "API_KEY_ACCESS_TOKEN_LIFETIME",
@@ -121,7 +121,7 @@ class TokenSettings:
         except KeyError:
             pass
         value = self.user_settings.get(name, DEFAULTS[name])
-        if name in _DURATIONS:
+        if name in DURATIONS:
             value = _seconds(value)
         elif name in _IMPORT_STRINGS and isinstance(value, str):
             value = import_string(value)

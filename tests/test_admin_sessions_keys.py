@@ -132,6 +132,75 @@ def test_staff_without_permissions_cannot_rotate_or_revoke(
     assert SigningKey.objects.filter(state=SigningKey.State.RETIRING).count() == 0
 
 
+def retire_url(key: SigningKey) -> str:
+    return reverse("admin:django_tokens_signingkey_retire", args=[key.pk])
+
+
+def test_retiring_a_key_nothing_needs_asks_once_then_retires_and_logs(admin: Client) -> None:
+    first = keystore.signing_key().kid
+    keystore.rotate()
+    key = SigningKey.objects.get(kid=first)
+    change = admin.get(reverse("admin:django_tokens_signingkey_change", args=[key.pk]))
+    assert retire_url(key) in change.content.decode()
+
+    asked = admin.get(retire_url(key))
+    assert "no valid token was signed by it" in asked.content.decode()
+    assert 'name="force"' not in asked.content.decode()
+    done = admin.post(retire_url(key), {"post": "yes"})
+
+    assert done.status_code == 302
+    assert SigningKey.objects.get(kid=first).state == SigningKey.State.RETIRED
+    entry = LogEntry.objects.get(object_id=str(key.pk), action_flag=CHANGE)
+    assert entry.get_change_message() == "Retired."
+
+
+def test_retiring_a_key_valid_tokens_need_takes_the_force_box(admin: Client, user: Any) -> None:
+    first = keystore.signing_key().kid
+    start(user)
+    keystore.rotate()
+    key = SigningKey.objects.get(kid=first)
+
+    asked = admin.get(retire_url(key))
+    text = asked.content.decode()
+    assert "1 session(s) and 0 OAuth 2.0 token(s) hold tokens it signed" in text
+    assert 'name="force"' in text
+    unticked = admin.post(retire_url(key), {"post": "yes"})
+    assert unticked.status_code == 200
+    assert "This field is required" in unticked.content.decode()
+    assert SigningKey.objects.get(kid=first).state == SigningKey.State.RETIRING
+
+    done = admin.post(retire_url(key), {"post": "yes", "force": "on"})
+
+    assert done.status_code == 302
+    assert SigningKey.objects.get(kid=first).state == SigningKey.State.RETIRED
+    entry = LogEntry.objects.get(object_id=str(key.pk), action_flag=CHANGE)
+    assert entry.get_change_message().startswith("Retired by force: 1 session(s)")
+
+
+def test_the_active_key_offers_no_retirement(admin: Client) -> None:
+    keystore.ensure_keys()
+    active = SigningKey.objects.get(state=SigningKey.State.ACTIVE)
+    change = admin.get(reverse("admin:django_tokens_signingkey_change", args=[active.pk]))
+    assert retire_url(active) not in change.content.decode()
+
+    refused = admin.post(retire_url(active), {"post": "yes", "force": "on"}, follow=True)
+
+    assert "Only a retiring key can be retired" in refused.content.decode()
+    assert SigningKey.objects.get(pk=active.pk).state == SigningKey.State.ACTIVE
+
+
+def test_staff_without_permissions_cannot_retire(client: Client, django_user_model: Any) -> None:
+    first = keystore.signing_key().kid
+    keystore.rotate()
+    key = SigningKey.objects.get(kid=first)
+    staff = django_user_model.objects.create_user("staff", password="staff-pass-1", is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(retire_url(key)).status_code == 403
+    assert client.post(retire_url(key), {"post": "yes", "force": "on"}).status_code == 403
+    assert SigningKey.objects.get(kid=first).state == SigningKey.State.RETIRING
+
+
 def test_revoking_a_users_credentials_stops_sessions_keys_and_oauth_tokens(
     admin: Client, user: Any, django_user_model: Any
 ) -> None:

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.conf import settings
 from django.core import checks
@@ -225,3 +227,27 @@ def test_w005_oidc_rsa_private_key_is_a_second_key():
     provider = provider_settings(OIDC_RSA_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----...")
     with production(OAUTH2_PROVIDER=provider):
         assert ids(check_settings()) == ["django_tokens.W005"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"AUDIT_RETENTION": -1},
+        {"ACCESS_TOKEN_LIFETIME": "3600"},
+        {"REFRESH_REUSE_GRACE": timedelta(seconds=-5)},
+        {"LEEWAY": True},
+    ],
+)
+def test_e011_durations_must_be_zero_or_more(changes):
+    with production({**GOOD_TOKENS, **changes}):
+        messages = check_settings()
+    assert ids(messages) == ["django_tokens.E011"]
+    assert next(iter(changes)) in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "changes", [{"AUDIT_RETENTION": 0}, {"ACCESS_TOKEN_LIFETIME": timedelta(minutes=5)}]
+)
+def test_zero_and_timedelta_durations_are_fine(changes):
+    with production({**GOOD_TOKENS, **changes}):
+        assert check_settings() == []

@@ -399,3 +399,153 @@ def test_first_keys_publish_their_stamp_only_when_committed(django_capture_on_co
     for callback in callbacks:
         callback()
     assert shared_version() is not None
+
+
+# -- retiring a key early ------------------------------------------------------------------
+
+
+def _token_of(user, *, at=None):
+    """A session opened ``at`` (default now), with an access token signed by the key active
+    in this process."""
+    from django_tokens import sessions
+    from django_tokens.tokens import issue_access_token
+
+    refreshed = sessions.start(user, service="password", now=at)
+    return issue_access_token(
+        user,
+        session_id=str(refreshed.session.pk),
+        scopes=[],
+        service="password",
+        issuer="https://issuer.example",
+    ).token
+
+
+def _verifies(token):
+    keystore.reset()
+    try:
+        keystore.verify(token, types={"at+jwt"}, audience=None, issuer=None, require=("exp",))
+    except jws.InvalidSignedToken:
+        return False
+    return True
+
+
+def test_a_key_no_valid_token_needs_retires_without_force():
+    first = keystore.signing_key().kid
+    keystore.rotate()
+
+    impact = keystore.retire(first)
+
+    assert impact.breaks_nothing
+    retired = SigningKey.objects.get(kid=first)
+    assert retired.state == RETIRED and retired.retired_at is not None
+    assert first not in {key["kid"] for key in keystore.jwks()["keys"]}
+
+
+def test_a_key_valid_tokens_need_is_refused_then_retired_by_force(user):
+    first = keystore.signing_key().kid
+    token = _token_of(user)
+    rotated_at = timezone.now()
+    keystore.rotate(now=rotated_at)
+    after = _token_of(user, at=rotated_at + timedelta(seconds=60))
+
+    with pytest.raises(keystore.KeyStillNeeded) as refused:
+        keystore.retire(first)
+
+    assert refused.value.impact.sessions == 1
+    assert "1 session(s) and 0 OAuth 2.0 token(s)" in str(refused.value)
+    assert SigningKey.objects.get(kid=first).state == RETIRING
+    assert _verifies(token)
+
+    impact = keystore.retire(first, force=True)
+
+    assert (impact.sessions, impact.breaks_nothing) == (1, False)
+    assert SigningKey.objects.get(kid=first).state == RETIRED
+    assert not _verifies(token)
+    assert _verifies(after)
+
+
+def test_only_tokens_signed_while_the_key_was_active_count(user):
+    t0 = timezone.now()
+    first = keystore.signing_key().kid
+    _token_of(user, at=t0 + timedelta(seconds=1))
+    keystore.rotate(now=t0 + timedelta(seconds=2))
+    second = keystore.signing_key().kid
+    _token_of(user, at=t0 + timedelta(seconds=60))  # signed by the new key only
+    keystore.rotate(now=t0 + timedelta(seconds=120))
+    later = t0 + timedelta(seconds=130)
+
+    def needing(kid):
+        key = SigningKey.objects.get(kid=kid)
+        return keystore.retirement_impact(key, now=later).sessions
+
+    assert (needing(first), needing(second)) == (1, 1)
+
+
+def test_a_process_slow_to_see_a_rotation_is_allowed_for(user):
+    """For ``KEYSTORE_CHECK_INTERVAL`` after a rotation a process may still sign with the old
+    key: tokens of that span count as the old key's too."""
+    t0 = timezone.now()
+    first = keystore.signing_key().kid
+    keystore.rotate(now=t0)
+    interval = token_settings.KEYSTORE_CHECK_INTERVAL
+    _token_of(user, at=t0 + timedelta(seconds=interval - 1))
+    key = SigningKey.objects.get(kid=first)
+
+    assert keystore.retirement_impact(key, now=t0 + timedelta(seconds=30)).sessions == 1
+    _token_of(user, at=t0 + timedelta(seconds=interval + 1))
+    assert keystore.retirement_impact(key, now=t0 + timedelta(seconds=30)).sessions == 1
+
+
+def test_revoked_and_expired_sessions_do_not_hold_a_key(user):
+    from django_tokens import sessions
+
+    first = keystore.signing_key().kid
+    _token_of(user)
+    sessions.revoke_user(user)
+    keystore.rotate()
+
+    assert keystore.retire(first).breaks_nothing
+
+
+def test_live_oauth2_tokens_hold_the_key(user):
+    from oauth2_provider.models import AccessToken, Application
+
+    first = keystore.signing_key().kid
+    application = Application.objects.create(
+        name="svc",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+    )
+    AccessToken.objects.create(
+        application=application,
+        token="t" * 40,
+        expires=timezone.now() + timedelta(hours=1),
+        scope="read",
+    )
+    keystore.rotate()
+
+    impact = keystore.retirement_impact(SigningKey.objects.get(kid=first))
+
+    assert (impact.sessions, impact.oauth2_tokens) == (0, 1)
+    with pytest.raises(keystore.KeyStillNeeded):
+        keystore.retire(first)
+
+
+@pytest.mark.parametrize("which", ["active", "next", "retired", "unknown"])
+def test_only_a_retiring_key_can_be_retired(which):
+    first = keystore.signing_key().kid
+    keystore.rotate()
+    keystore.retire(first)
+    kid = {
+        "active": SigningKey.objects.get(state=ACTIVE).kid,
+        "next": SigningKey.objects.get(state=NEXT).kid,
+        "retired": first,
+        "unknown": "no-such-kid",
+    }[which]
+    before = list(SigningKey.objects.values_list("kid", "state"))
+
+    with pytest.raises(keystore.KeystoreError) as refused:
+        keystore.retire(kid, force=True)
+
+    assert not isinstance(refused.value, keystore.KeyStillNeeded)
+    assert list(SigningKey.objects.values_list("kid", "state")) == before
