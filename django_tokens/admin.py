@@ -27,6 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -696,8 +697,9 @@ class ApiKeyInline(admin.TabularInline):
 
 
 class UserTokensAdminMixin(_PagesMixin):
-    """For the project's user admin: the user's API keys inline, and an action that revokes
-    all of a user's credentials (when an employee leaves)::
+    """For the project's user admin: a "Tokens" section on the user's page linking to their
+    sessions and API keys (with the live counts), the user's API keys inline, and an action
+    that revokes all of a user's credentials (when an employee leaves)::
 
         admin.site.unregister(User)
 
@@ -706,6 +708,36 @@ class UserTokensAdminMixin(_PagesMixin):
             inlines = [ApiKeyInline]
             actions = ["revoke_credentials"]
     """
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))  # type: ignore[misc]
+        if obj is not None:
+            fieldsets.append((_("Tokens"), {"fields": ["token_links"]}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), "token_links")  # type: ignore[misc]
+
+    @admin.display(description=_("sessions and API keys"))
+    def token_links(self, obj: Any) -> str:
+        now = timezone.now()
+        live_sessions = Session.objects.filter(
+            user=obj, revoked_at__isnull=True, expires_at__gt=now
+        ).count()
+        live_keys = (
+            ApiKey.objects.filter(owner=obj, revoked_at__isnull=True)
+            .exclude(expires_at__lte=now)
+            .count()
+        )
+        return format_html(
+            '<a href="{}?user__id__exact={}">{}</a> · <a href="{}?owner__id__exact={}">{}</a>',
+            reverse("admin:django_tokens_session_changelist"),
+            obj.pk,
+            ngettext("%d live session", "%d live sessions", live_sessions) % live_sessions,
+            reverse("admin:django_tokens_apikey_changelist"),
+            obj.pk,
+            ngettext("%d live API key", "%d live API keys", live_keys) % live_keys,
+        )
 
     @admin.action(
         description=_("Revoke all sessions, API keys and OAuth 2.0 tokens of selected users"),

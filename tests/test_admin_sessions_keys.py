@@ -255,3 +255,28 @@ def test_user_page_lists_the_users_api_keys(admin: Client, user: Any) -> None:
     assert page.status_code == 200
     assert issued.api_key.key_id.encode() in page.content
     assert issued.secret.encode() not in page.content
+
+
+def test_user_page_links_to_the_users_sessions_and_keys(
+    admin: Client, user: Any, django_user_model: Any
+) -> None:
+    other = django_user_model.objects.create_user("bob", password="bob-password")
+    mine = [start(user), start(user)]
+    sessions.revoke_session(mine[1].pk)
+    theirs = start(other)
+    key = api_keys.issue(user, name="laptop").api_key
+    api_keys.issue(other, name="bob's")
+
+    page = admin.get(reverse("admin:auth_user_change", args=[user.pk])).content.decode()
+
+    sessions_link = f"{SESSIONS}?user__id__exact={user.pk}"
+    keys_link = f"{reverse('admin:django_tokens_apikey_changelist')}?owner__id__exact={user.pk}"
+    assert f'href="{sessions_link}">1 live session<' in page
+    assert f'href="{keys_link}">1 live API key<' in page
+    listed = admin.get(sessions_link).content.decode()
+    assert str(mine[0].pk) in listed
+    assert str(mine[1].pk) in listed
+    assert str(theirs.pk) not in listed
+    keys = admin.get(keys_link).content.decode()
+    assert key.key_id in keys
+    assert "bob&#x27;s" not in keys
