@@ -437,7 +437,8 @@ def test_a_key_no_valid_token_needs_retires_without_force():
 
     assert impact.breaks_nothing
     retired = SigningKey.objects.get(kid=first)
-    assert retired.state == RETIRED and retired.retired_at is not None
+    assert retired.state == RETIRED
+    assert retired.retired_at is not None
     assert first not in {key["kid"] for key in keystore.jwks()["keys"]}
 
 
