@@ -105,6 +105,26 @@ class _PagesMixin:
         return self._page(request, "confirm.html", **{**defaults, **context})
 
 
+class StateListFilter(admin.SimpleListFilter):
+    """Live, expired or revoked: the state column of sessions and API keys, as a filter."""
+
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("live", _("live")), ("expired", _("expired")), ("revoked", _("revoked"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        now = timezone.now()
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == "live":
+            return queryset.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
+        return queryset
+
+
 class RotateSigningKeyForm(forms.Form):
     algorithm = forms.ChoiceField(
         label=_("Algorithm"),
@@ -282,7 +302,7 @@ class SessionAdmin(_PagesMixin, admin.ModelAdmin):
         "expires_at",
         "state",
     )
-    list_filter = ("service", ("revoked_at", admin.EmptyFieldListFilter))
+    list_filter = (StateListFilter, "service", "created_at")
     search_fields = ("id", "user__username", "user__email", "api_key__key_id")
     list_select_related = ("user", "api_key")
     readonly_fields = (
@@ -415,7 +435,7 @@ class ApiKeyAdmin(_PagesMixin, admin.ModelAdmin):
         "expires_at",
         "state",
     )
-    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "expires_at")
+    list_filter = (StateListFilter, "expires_at")
     search_fields = ("key_id", "name", "owner__username", "owner__email")
     list_select_related = ("owner",)
     fields = (

@@ -404,8 +404,9 @@ class KeyStillNeeded(KeystoreError):
 class RetirementImpact:
     """What retiring a key now would break: tokens it signed that are still valid.
 
-    A key signed from its activation until its rotation (and, in a process that had not yet
-    noticed the rotation, up to ``KEYSTORE_CHECK_INTERVAL`` later). The sessions counted had
+    A key signed from its activation until its rotation; a process that has not yet noticed
+    a rotation may sign with the previous key for up to ``KEYSTORE_CHECK_INTERVAL``, so that
+    much is added on either side. The sessions counted had
     tokens issued in that span that may still be valid: their access tokens are refused at
     once, and an API-key session's refresh token stops working. OAuth 2.0 access and ID
     tokens are counted from django-oauth-toolkit's rows.
@@ -433,8 +434,10 @@ class RetirementImpact:
 
 def retirement_impact(key: SigningKey, *, now: datetime | None = None) -> RetirementImpact:
     now = now or timezone.now()
-    start = key.activated_at or key.created_at
-    end = (key.retiring_at or now) + timedelta(seconds=token_settings.KEYSTORE_CHECK_INTERVAL)
+    # Either side of the key's active span, a process may not have noticed a rotation yet.
+    slack = timedelta(seconds=token_settings.KEYSTORE_CHECK_INTERVAL)
+    start = (key.activated_at or key.created_at) - slack
+    end = (key.retiring_at or now) + slack
     oldest = now - timedelta(seconds=max_token_lifetime())
     session_count = (
         RefreshToken.objects.filter(

@@ -243,7 +243,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         verbose_name = _("audit event")
-        verbose_name_plural = _("audit trail")
+        verbose_name_plural = _("audit trail entries")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

@@ -95,8 +95,9 @@ def start(
     ``then(refreshed)`` runs inside the same transaction (a service mints its access token
     there), so if it fails no session is left behind. Returns what ``then`` returns.
     """
-    now = now or timezone.now()
+    # Keys first: a key created now is active before the session it signs begins.
     _load_signing_key()
+    now = now or timezone.now()
     expires_at = now + timedelta(seconds=token_settings.SESSION_LIFETIME)
     if api_key is not None and api_key.expires_at is not None:
         expires_at = min(expires_at, api_key.expires_at)

@@ -280,3 +280,28 @@ def test_user_page_links_to_the_users_sessions_and_keys(
     keys = admin.get(keys_link).content.decode()
     assert key.key_id in keys
     assert "bob&#x27;s" not in keys
+
+
+@pytest.mark.parametrize(
+    ("changelist", "make"),
+    [
+        ("admin:django_tokens_session_changelist", "session"),
+        ("admin:django_tokens_apikey_changelist", "key"),
+    ],
+)
+def test_lists_filter_by_state(admin: Client, user: Any, changelist: str, make: str) -> None:
+    now = timezone.now()
+    if make == "session":
+        live, expired, revoked = start(user), start(user), start(user)
+        Session.objects.filter(pk=expired.pk).update(expires_at=now - timedelta(seconds=1))
+        sessions.revoke_session(revoked.pk)
+        label = {row: str(row.pk) for row in (live, expired, revoked)}
+    else:
+        live, expired, revoked = (api_keys.issue(user, name=n).api_key for n in "abc")
+        ApiKey.objects.filter(pk=expired.pk).update(expires_at=now - timedelta(seconds=1))
+        api_keys.revoke(revoked.key_id)
+        label = {row: row.key_id for row in (live, expired, revoked)}
+
+    for state, expected in (("live", live), ("expired", expired), ("revoked", revoked)):
+        page = admin.get(reverse(changelist), {"state": state}).content.decode()
+        assert [row for row in label if label[row] in page] == [expected], state

@@ -469,7 +469,7 @@ def test_only_tokens_signed_while_the_key_was_active_count(user):
     t0 = timezone.now()
     first = keystore.signing_key().kid
     _token_of(user, at=t0 + timedelta(seconds=1))
-    keystore.rotate(now=t0 + timedelta(seconds=2))
+    keystore.rotate(now=t0 + timedelta(seconds=30))
     second = keystore.signing_key().kid
     _token_of(user, at=t0 + timedelta(seconds=60))  # signed by the new key only
     keystore.rotate(now=t0 + timedelta(seconds=120))
@@ -480,6 +480,24 @@ def test_only_tokens_signed_while_the_key_was_active_count(user):
         return keystore.retirement_impact(key, now=later).sessions
 
     assert (needing(first), needing(second)) == (1, 1)
+
+
+def test_the_session_that_created_the_first_keys_holds_them(client, user):
+    """On an empty keystore the first sign-in creates the keys: its session began after."""
+    response = client.post(
+        "/api/token",
+        {"username": "alice", "password": "alice-password"},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    first = SigningKey.objects.get(state=ACTIVE)
+    keystore.rotate()
+
+    impact = keystore.retirement_impact(SigningKey.objects.get(pk=first.pk))
+
+    assert impact.sessions == 1
+    with pytest.raises(keystore.KeyStillNeeded):
+        keystore.retire(first.kid)
 
 
 def test_a_process_slow_to_see_a_rotation_is_allowed_for(user):

@@ -70,7 +70,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "verbose_name": "audit event",
-                "verbose_name_plural": "audit trail",
+                "verbose_name_plural": "audit trail entries",
                 "ordering": ["-created_at", "-id"],
             },
         ),
