@@ -393,10 +393,7 @@ class KeyStillNeeded(KeystoreError):
     """Retiring the key now would break tokens that are still valid."""
 
     def __init__(self, impact: RetirementImpact) -> None:
-        super().__init__(
-            f"Signing key {impact.key.kid} is still needed: {impact.describe()} "
-            "Retire it with force to accept that."
-        )
+        super().__init__(f"Signing key {impact.key.kid} is still needed: {impact.describe()}")
         self.impact = impact
 
 

@@ -73,10 +73,10 @@ def purge(
     ]
     if audit_retention is None:
         audit_retention = timedelta(seconds=token_settings.AUDIT_RETENTION)
+    audit_events = AuditEvent.objects.none()  # a zero retention keeps every entry
     if audit_retention:
-        steps.append(
-            ("audit events", AuditEvent.objects.filter(created_at__lt=now - audit_retention))
-        )
+        audit_events = AuditEvent.objects.filter(created_at__lt=now - audit_retention)
+    steps.append(("audit events", audit_events))
     for label, queryset in steps:
         done(label, _delete_in_batches(queryset, batch_size))
     if apps.is_installed("oauth2_provider"):

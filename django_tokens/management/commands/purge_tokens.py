@@ -3,6 +3,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.utils import timezone
 
 from django_tokens.maintenance import purge
 from django_tokens.management.base import TokensCommand
@@ -42,6 +43,8 @@ class Command(TokensCommand):
             raise CommandError("--audit-older-than must be zero or a positive number of days.")
         try:
             retention = timedelta(days=days) if days is not None else None
+            if retention is not None:
+                timezone.now() - retention
         except OverflowError:
             raise CommandError("--audit-older-than is too large.") from None
         result = purge(

@@ -6,6 +6,21 @@ from django.core.management.base import CommandError, CommandParser
 from django_tokens import keystore
 from django_tokens.management.base import TokensCommand
 
+#: Kids are RFC 7638 thumbprints: 43 base64url characters. No option of the command is this
+#: long, so a string at least this long is taken for a kid even if it begins with "-".
+MIN_KID_LENGTH = 20
+
+
+class _KidParser(CommandParser):
+    """A kid is base64url, so it may begin with "-": a long argument that names none of the
+    command's options is the kid, not an unknown option."""
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        name = arg_string.split("=", 1)[0]
+        if len(arg_string) >= MIN_KID_LENGTH and name not in self._option_string_actions:
+            return None  # positional
+        return super()._parse_optional(arg_string)
+
 
 class Command(TokensCommand):
     help = (
@@ -14,6 +29,11 @@ class Command(TokensCommand):
         "valid tokens need it, saying which, unless --force. The active key must be rotated "
         "first (rotate_signing_key). purge_tokens retires keys on their own once unneeded."
     )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.__class__ = _KidParser
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("kid", help="The key id, as in the JWKS.")
@@ -28,6 +48,8 @@ class Command(TokensCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             impact = keystore.retire(options["kid"], force=options["force"])
+        except keystore.KeyStillNeeded as exc:
+            raise CommandError(f"{exc} Run again with --force to retire it anyway.") from exc
         except keystore.KeystoreError as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
