@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -136,6 +137,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_tokens.E008",
             )
         )
+    messages.extend(_check_refresh_cookie(user_settings))
     messages.extend(_check_client_secret_hasher())
     messages.extend(_check_provider_hooks())
     if "rest_framework" not in settings.INSTALLED_APPS:
@@ -220,3 +222,46 @@ def _check_client_secret_hasher() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _check_refresh_cookie(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    from django_tokens.cookies import REFRESH_URL_NAMES
+
+    messages: list[CheckMessage] = []
+    services = user_settings.get("REFRESH_COOKIE_SERVICES", [])
+    if not isinstance(services, list | tuple) or any(s not in REFRESH_URL_NAMES for s in services):
+        messages.append(
+            Error(
+                f"DJANGO_TOKENS['REFRESH_COOKIE_SERVICES'] is {services!r}.",
+                hint=f"Give a list of services among: {', '.join(REFRESH_URL_NAMES)}.",
+                id="django_tokens.E012",
+            )
+        )
+        return messages
+    name = user_settings.get("REFRESH_COOKIE_NAME", DEFAULTS["REFRESH_COOKIE_NAME"])
+    if not isinstance(name, str) or not _COOKIE_NAME.match(name):
+        messages.append(
+            Error(
+                f"DJANGO_TOKENS['REFRESH_COOKIE_NAME'] {name!r} is not a cookie name.",
+                hint="Use letters, digits and - _ . only, e.g. 'refresh_token'.",
+                id="django_tokens.E013",
+            )
+        )
+    if (
+        services
+        and getattr(settings, "CORS_ALLOWED_ORIGINS", None)
+        and not getattr(settings, "CORS_ALLOW_CREDENTIALS", False)
+    ):
+        messages.append(
+            Warning(
+                "The refresh-cookie mode is on and CORS_ALLOWED_ORIGINS lists front ends, "
+                "but CORS_ALLOW_CREDENTIALS is off: their browsers will neither store nor "
+                "send the refresh cookie.",
+                hint="Set CORS_ALLOW_CREDENTIALS = True (django-cors-headers).",
+                id="django_tokens.W006",
+            )
+        )
+    return messages

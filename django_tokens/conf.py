@@ -74,6 +74,10 @@ DEFAULTS: dict[str, Any] = {
     # purge_tokens keeps its entries (0: for ever).
     "AUDIT": True,
     "AUDIT_RETENTION": 90 * 24 * 3600,
+    # Services whose refresh token a browser keeps in an HttpOnly cookie rather than in the
+    # JSON body ("password", "api_key"); see django_tokens.cookies. Empty: body mode only.
+    "REFRESH_COOKIE_SERVICES": [],
+    "REFRESH_COOKIE_NAME": "refresh_token",
 }
 
 DURATIONS = {

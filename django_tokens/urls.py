@@ -15,10 +15,14 @@ urlpatterns = [
     re_path(
         r"^api/token/refresh(?:/)?$", views.PasswordRefreshView.as_view(), name="password-refresh"
     ),
+    re_path(
+        r"^api/token/logout(?:/)?$", views.PasswordLogoutView.as_view(), name="password-logout"
+    ),
     re_path(r"^\.well-known/jwks\.json(?:/)?$", views.JWKSView.as_view(), name="jwks"),
     re_path(r"^auth/api-key(?:/)?$", views.ApiKeyTokenView.as_view(), name="api-key-token"),
     re_path(r"^auth/login(?:/)?$", views.LoginView.as_view(), name="login"),
     re_path(r"^auth/refresh(?:/)?$", views.ApiKeyRefreshView.as_view(), name="api-key-refresh"),
+    re_path(r"^auth/logout(?:/)?$", views.ApiKeyLogoutView.as_view(), name="api-key-logout"),
     re_path(r"^oauth2/token(?:/)?$", oauth2_views.TokenView.as_view(), name="oauth2-token"),
     re_path(
         r"^oauth2/authorize(?:/)?$",

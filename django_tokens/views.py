@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import exceptions as drf_exceptions
@@ -29,8 +31,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_tokens import audit, errors, keystore
+from django_tokens import audit, cookies, errors, keystore, sessions
+from django_tokens.authentication import JWTAuthentication
 from django_tokens.conf import token_settings
+from django_tokens.models import Session
 from django_tokens.responses import keycloak_token_body, password_token_body
 from django_tokens.services import api_key, password
 from django_tokens.throttling import address_of
@@ -90,6 +94,8 @@ class TokenAPIView(APIView):
     content_negotiation_class = JSONOnlyNegotiation
     #: Token responses must not be cached (RFC 6749 §5.1).
     no_store = True
+    #: The service whose refresh cookie this request presented: a 401 answer expires it.
+    refresh_cookie_of: str | None = None
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         with audit.context(ip=address_of(request)):
@@ -109,6 +115,8 @@ class TokenAPIView(APIView):
         if self.no_store:
             for name, value in errors.NO_STORE.items():
                 response[name] = value
+        if self.refresh_cookie_of is not None and response.status_code == 401:
+            cookies.clear(response, self.refresh_cookie_of)
         return response
 
     @staticmethod
@@ -132,6 +140,48 @@ def _text_field(value: Any, name: str, invalid: errors.TokenServiceError | None 
     if len(value) > MAX_CREDENTIAL_LENGTH or "\x00" in value or _SURROGATE.search(value):
         raise invalid or errors.InvalidRequest(f"'{name}' is malformed.")
     return value
+
+
+def _token_response(
+    body: dict[str, Any],
+    *,
+    service: str,
+    refresh_token: str,
+    refresh_expires_in: int,
+    in_cookie: bool,
+) -> Response:
+    """The service's JSON body; in the refresh-cookie mode, the refresh token moves from the
+    body into the ``HttpOnly`` cookie."""
+    if not in_cookie:
+        return Response(body)
+    response = Response({name: value for name, value in body.items() if name != "refresh_token"})
+    cookies.set_refresh_token(response, service, refresh_token, refresh_expires_in)
+    return response
+
+
+def _check_login_origin(request: Request, service: str) -> None:
+    """A login that sets the refresh cookie from a browser comes from a trusted origin
+    (login CSRF); requests without ``Origin`` are scripts, which get the cookie harmlessly."""
+    if cookies.enabled(service) and "Origin" in request.headers:
+        cookies.check_origin(request._request)
+
+
+def _refresh_token_of(
+    view: TokenAPIView, request: Request, service: str, invalid: errors.TokenServiceError | None
+) -> tuple[str, bool]:
+    """The refresh token of a refresh request, and whether it came in the cookie.
+
+    A ``refresh_token`` in the body wins (scripts); otherwise, in the cookie mode, the cookie,
+    once the request's ``Origin`` passes the check (made before the body is parsed).
+    """
+    from_cookie = cookies.read(request._request, service)
+    if from_cookie is not None:
+        cookies.check_origin(request._request)
+    data = view.json_object(request)
+    if "refresh_token" in data or from_cookie is None:
+        return _text_field(data.get("refresh_token"), "refresh_token", invalid), False
+    view.refresh_cookie_of = service
+    return _text_field(from_cookie, "refresh_token", invalid), True
 
 
 _ERROR = inline_serializer(
@@ -168,6 +218,7 @@ class PasswordTokenView(TokenAPIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
+        _check_login_origin(request, password.SERVICE)
         data = self.json_object(request)
         if "username" in data or "password" in data:
             username, password_ = data.get("username"), data.get("password")
@@ -181,7 +232,13 @@ class PasswordTokenView(TokenAPIView):
             client_ip=self.client_ip(request),
             request=request._request,
         )
-        return Response(password_token_body(result))
+        return _token_response(
+            password_token_body(result),
+            service=password.SERVICE,
+            refresh_token=result.refresh_token,
+            refresh_expires_in=result.refresh_expires_in,
+            in_cookie=cookies.enabled(password.SERVICE),
+        )
 
 
 class PasswordRefreshView(TokenAPIView):
@@ -199,10 +256,15 @@ class PasswordRefreshView(TokenAPIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        data = self.json_object(request)
-        refresh_token = _text_field(data.get("refresh_token"), "refresh_token")
+        refresh_token, in_cookie = _refresh_token_of(self, request, password.SERVICE, None)
         result = password.refresh(refresh_token, issuer=issuer_for(request))
-        return Response(password_token_body(result))
+        return _token_response(
+            password_token_body(result),
+            service=password.SERVICE,
+            refresh_token=result.refresh_token,
+            refresh_expires_in=result.refresh_expires_in,
+            in_cookie=in_cookie,
+        )
 
 
 class JWKSView(TokenAPIView):
@@ -242,6 +304,16 @@ _KEYCLOAK_ERRORS = {
     429: OpenApiResponse(_ERROR, description="Too many failed attempts"),
     503: OpenApiResponse(_ERROR, description="Shared cache unavailable"),
 }
+
+
+def _keycloak_response(result: api_key.KeycloakResult, *, in_cookie: bool) -> Response:
+    return _token_response(
+        keycloak_token_body(result),
+        service=api_key.SERVICE,
+        refresh_token=result.refresh_token,
+        refresh_expires_in=result.refresh_expires_in,
+        in_cookie=in_cookie,
+    )
 
 
 def _credentials_error() -> errors.InvalidCredentials:
@@ -296,6 +368,7 @@ class LoginView(TokenAPIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
+        _check_login_origin(request, api_key.SERVICE)
         data = self.json_object(request)
         result = api_key.login(
             _text_field(data.get("email"), "email", _credentials_error()),
@@ -304,7 +377,7 @@ class LoginView(TokenAPIView):
             client_ip=self.client_ip(request),
             request=request._request,
         )
-        return Response(keycloak_token_body(result))
+        return _keycloak_response(result, in_cookie=cookies.enabled(api_key.SERVICE))
 
 
 class ApiKeyRefreshView(TokenAPIView):
@@ -322,11 +395,67 @@ class ApiKeyRefreshView(TokenAPIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        data = self.json_object(request)
         invalid = errors.InvalidGrant(errors.REFRESH_MESSAGE)
-        refresh_token = _text_field(data.get("refresh_token"), "refresh_token", invalid)
+        refresh_token, in_cookie = _refresh_token_of(self, request, api_key.SERVICE, invalid)
         result = api_key.refresh(refresh_token, issuer=issuer_for(request))
-        return Response(keycloak_token_body(result))
+        return _keycloak_response(result, in_cookie=in_cookie)
+
+
+class InvalidAccessToken(errors.TokenServiceError):
+    status = 401
+    code = "invalid_token"
+    message = "The access token is missing, invalid, expired or revoked."
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+class LogoutView(TokenAPIView):
+    """``POST /api/token/logout`` and ``POST /auth/logout``: revoke the session of the
+    presented access token (``Authorization: Bearer``); in the refresh-cookie mode the answer
+    also expires the cookie. The bearer header, which no other site can make a browser send,
+    is the request's proof: no cookie is read here."""
+
+    service: str = ""
+
+    @extend_schema(
+        summary="Log out: revoke the access token's session",
+        request=None,
+        responses={
+            204: OpenApiResponse(description="Revoked; the refresh cookie, if any, expired"),
+            401: OpenApiResponse(_ERROR, description="Missing, invalid or revoked token"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            authenticated = JWTAuthentication().authenticate(request)
+        except drf_exceptions.AuthenticationFailed as exc:
+            raise InvalidAccessToken() from exc
+        if authenticated is None:
+            raise InvalidAccessToken()
+        session_id = authenticated[1].get("sid")
+        try:
+            session_id = uuid.UUID(str(session_id))
+        except ValueError as exc:
+            raise InvalidAccessToken("The access token belongs to no session.") from exc
+        if not Session.objects.filter(pk=session_id, service=self.service).exists():
+            raise InvalidAccessToken("The access token belongs to no session of this service.")
+        with audit.context(actor=str(authenticated[0].username), ip=self.client_ip(request)):
+            sessions.revoke_session(session_id, reason="logout")
+        response = Response(status=204)
+        if cookies.enabled(self.service):
+            cookies.clear(response, self.service)
+        return response
+
+
+@extend_schema_view(post=extend_schema(operation_id="password_logout"))
+class PasswordLogoutView(LogoutView):
+    service = password.SERVICE
+
+
+@extend_schema_view(post=extend_schema(operation_id="api_key_logout"))
+class ApiKeyLogoutView(LogoutView):
+    service = api_key.SERVICE
 
 
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

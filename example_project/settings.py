@@ -1,6 +1,7 @@
 """Settings of the example project. Everything that differs per machine comes from the
 environment: ``DATABASE_URL`` (SQLite by default), ``REDIS_URL`` (local memory by default),
-``DEBUG``, ``ALLOWED_HOSTS``, ``DJANGO_SECRET_KEY``, ``TOKENS_ISSUER``, ``TOKENS_ENCRYPTION_KEYS``.
+``DEBUG``, ``ALLOWED_HOSTS``, ``DJANGO_SECRET_KEY``, ``TOKENS_ISSUER``, ``TOKENS_ENCRYPTION_KEYS``,
+``TOKENS_REFRESH_COOKIE`` (services in the refresh-cookie mode) and ``CORS_ALLOWED_ORIGINS``.
 """
 
 import os
@@ -33,12 +34,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "corsheaders",
     "oauth2_provider",
     "django_tokens",
     "example_project.demo",
 ]
 
 MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -128,9 +131,17 @@ DJANGO_TOKENS = {
     "ISSUER": os.environ.get("TOKENS_ISSUER") or None,
     "CLAIMS_HOOK": "example_project.demo.claims.seed_claims",
     "ENCRYPTION_KEYS": _env_list("TOKENS_ENCRYPTION_KEYS", ""),
+    # "password" and/or "api_key": their refresh tokens live in an HttpOnly cookie.
+    "REFRESH_COOKIE_SERVICES": _env_list("TOKENS_REFRESH_COOKIE", ""),
 }
 
 OAUTH2_PROVIDER = provider_settings()
+
+# Front ends on other origins (django-cors-headers): the token endpoints, the JWKS and the
+# example's API answer them; credentials (the refresh cookie) only for these origins.
+CORS_ALLOWED_ORIGINS = _env_list("CORS_ALLOWED_ORIGINS", "http://127.0.0.1:8001")
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/(api|auth|oauth2|\.well-known)/"
 
 LOGGING = {
     "version": 1,

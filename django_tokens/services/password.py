@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_tokens import sessions, throttling
@@ -26,6 +27,8 @@ class TokenResult:
     access_token: str = field(repr=False)
     expires_in: int
     refresh_token: str = field(repr=False)
+    #: Not in the seed's body: the lifetime of the refresh cookie in the cookie mode.
+    refresh_expires_in: int = 0
 
 
 def _issue(user: Any, refreshed: sessions.Refreshed, *, issuer: str) -> TokenResult:
@@ -37,6 +40,9 @@ def _issue(user: Any, refreshed: sessions.Refreshed, *, issuer: str) -> TokenRes
         access_token=access.token,
         expires_in=access.expires_in,
         refresh_token=refreshed.refresh_token,
+        refresh_expires_in=max(
+            0, int((refreshed.refresh_expires_at - timezone.now()).total_seconds())
+        ),
     )
 
 

@@ -1,6 +1,7 @@
+from pathlib import Path
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -86,3 +87,25 @@ def oauth2_callback(request: HttpRequest) -> HttpResponse:
 
 
 DEMO_PUBLIC_CLIENT_ID = "demo-spa"
+
+
+#: The demo front end: one static page, served here at /demo/ or from any other origin.
+FRONTEND_DIR = Path(__file__).resolve().parent / "frontend"
+_FRONTEND_FILES = {
+    "": ("index.html", "text/html; charset=utf-8"),
+    "demo.js": ("demo.js", "text/javascript; charset=utf-8"),
+    "demo.css": ("demo.css", "text/css; charset=utf-8"),
+}
+
+
+def frontend(request: HttpRequest, name: str = "") -> HttpResponse:
+    """``GET /demo/``: the demo front end. Its policy allows no inline script, and no
+    connection but to this origin: the page calls the API it is served by."""
+    filename, content_type = _FRONTEND_FILES[name or ""]
+    response = FileResponse((FRONTEND_DIR / filename).open("rb"), content_type=content_type)
+    response["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    response["Cache-Control"] = "no-cache"
+    return response  # type: ignore[return-value]

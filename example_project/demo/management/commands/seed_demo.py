@@ -12,6 +12,7 @@ from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import get_application_model
 
 from django_tokens import api_keys, keystore
+from django_tokens.conf import token_settings
 from django_tokens.models import ApiKey, UserMetadata
 from example_project.demo.models import CustomerProfile
 from example_project.demo.views import DEMO_PUBLIC_CLIENT_ID
@@ -123,6 +124,16 @@ class Command(BaseCommand):
 
     def _instructions(self, url: str, key_id: str, secret: str, client_secret: str) -> str:
         verifier, authorize_link = self._authorize_link(url)
+        if "password" in token_settings.REFRESH_COOKIE_SERVICES:
+            cookie_mode = (
+                "The password service is in the refresh-cookie mode (TOKENS_REFRESH_COOKIE):\n"
+                "  /api/token sets the refresh token as an HttpOnly cookie instead of the body."
+            )
+        else:
+            cookie_mode = (
+                "To see the refresh-cookie mode, start with: "
+                "TOKENS_REFRESH_COOKIE=password ./run-example"
+            )
         return f"""
 Demo data is ready.
 
@@ -142,6 +153,15 @@ Call the protected API with the access token:
 Refresh (the refresh token rotates; the old one stops working):
   curl -s -X POST {url}/api/token/refresh -H 'Content-Type: application/json' \\
        -d "{{\\"refresh_token\\": \\"$REFRESH_TOKEN\\"}}"
+
+Log out (revokes the access token's session; 204):
+  curl -s -X POST {url}/api/token/logout -H "Authorization: Bearer $ACCESS_TOKEN"
+
+Front end (one static page of plain JavaScript): open {url}/demo/
+  {cookie_mode}
+  From a second origin: python3 -m http.server 8001 --bind 127.0.0.1 \\
+       --directory example_project/demo/frontend
+  then open http://127.0.0.1:8001/?api={url}
 
 All in one go (needs python3 for the JSON):
   ACCESS_TOKEN=$(curl -s -X POST {url}/api/token \\
