@@ -144,10 +144,9 @@ def _text_field(value: Any, name: str, invalid: errors.TokenServiceError | None 
 
 def _token_response(
     body: dict[str, Any],
-    *,
     service: str,
-    refresh_token: str,
-    refresh_expires_in: int,
+    result: password.TokenResult | api_key.KeycloakResult,
+    *,
     in_cookie: bool,
 ) -> Response:
     """The service's JSON body; in the refresh-cookie mode, the refresh token moves from the
@@ -155,7 +154,7 @@ def _token_response(
     if not in_cookie:
         return Response(body)
     response = Response({name: value for name, value in body.items() if name != "refresh_token"})
-    cookies.set_refresh_token(response, service, refresh_token, refresh_expires_in)
+    cookies.set_refresh_token(response, service, result.refresh_token, result.refresh_expires_in)
     return response
 
 
@@ -234,9 +233,8 @@ class PasswordTokenView(TokenAPIView):
         )
         return _token_response(
             password_token_body(result),
-            service=password.SERVICE,
-            refresh_token=result.refresh_token,
-            refresh_expires_in=result.refresh_expires_in,
+            password.SERVICE,
+            result,
             in_cookie=cookies.enabled(password.SERVICE),
         )
 
@@ -259,11 +257,7 @@ class PasswordRefreshView(TokenAPIView):
         refresh_token, in_cookie = _refresh_token_of(self, request, password.SERVICE, None)
         result = password.refresh(refresh_token, issuer=issuer_for(request))
         return _token_response(
-            password_token_body(result),
-            service=password.SERVICE,
-            refresh_token=result.refresh_token,
-            refresh_expires_in=result.refresh_expires_in,
-            in_cookie=in_cookie,
+            password_token_body(result), password.SERVICE, result, in_cookie=in_cookie
         )
 
 
@@ -304,16 +298,6 @@ _KEYCLOAK_ERRORS = {
     429: OpenApiResponse(_ERROR, description="Too many failed attempts"),
     503: OpenApiResponse(_ERROR, description="Shared cache unavailable"),
 }
-
-
-def _keycloak_response(result: api_key.KeycloakResult, *, in_cookie: bool) -> Response:
-    return _token_response(
-        keycloak_token_body(result),
-        service=api_key.SERVICE,
-        refresh_token=result.refresh_token,
-        refresh_expires_in=result.refresh_expires_in,
-        in_cookie=in_cookie,
-    )
 
 
 def _credentials_error() -> errors.InvalidCredentials:
@@ -377,7 +361,12 @@ class LoginView(TokenAPIView):
             client_ip=self.client_ip(request),
             request=request._request,
         )
-        return _keycloak_response(result, in_cookie=cookies.enabled(api_key.SERVICE))
+        return _token_response(
+            keycloak_token_body(result),
+            api_key.SERVICE,
+            result,
+            in_cookie=cookies.enabled(api_key.SERVICE),
+        )
 
 
 class ApiKeyRefreshView(TokenAPIView):
@@ -398,7 +387,9 @@ class ApiKeyRefreshView(TokenAPIView):
         invalid = errors.InvalidGrant(errors.REFRESH_MESSAGE)
         refresh_token, in_cookie = _refresh_token_of(self, request, api_key.SERVICE, invalid)
         result = api_key.refresh(refresh_token, issuer=issuer_for(request))
-        return _keycloak_response(result, in_cookie=in_cookie)
+        return _token_response(
+            keycloak_token_body(result), api_key.SERVICE, result, in_cookie=in_cookie
+        )
 
 
 class InvalidAccessToken(errors.TokenServiceError):

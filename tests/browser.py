@@ -6,14 +6,24 @@ asks for the browser tests to be skipped (``SKIP_IF_ASKED``, each module's ``pyt
 
 A test module imports the fixtures it uses (``browser_fixture`` for ``browser``,
 ``issuer_fixture`` for ``issuer``), so that pytest finds them in its namespace.
+
+Shared here besides: ``fresh_page`` (a new profile in US English), ``submit`` (click and
+check that the server took the POST), ``page_text``, ``assert_accessible_basics``, ``CLOSE``
+(no keep-alive for ``requests``), and for the admin's tests an ``Account`` to sign in with
+(``admin_log_in``), ``path_of``, ``assert_no_store``, ``assert_secrets_absent``,
+``run_action`` (a change list's action), ``screenshot`` (in ``VIEWPORT``, or ``WIDE``) and
+``copy_to_docs`` (the README's screenshots, copied into ``docs/`` only when
+``DJANGO_TOKENS_WRITE_DOCS_SCREENSHOTS=1``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +33,7 @@ from django.conf import settings
 from django.test import override_settings
 
 try:
-    from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
+    from playwright.sync_api import Browser, Locator, Page, Response, expect, sync_playwright
 except ImportError as exc:  # reported by the ``browser`` fixture
     PLAYWRIGHT_IMPORT_ERROR: ImportError | None = exc
 else:
@@ -50,6 +60,23 @@ TAGS = re.compile(r"<(style|script)\b.*?</\1>|<[^>]+>", re.DOTALL)
 #: No keep-alive: the live server's request threads close their database connections as soon
 #: as each response is sent.
 CLOSE = {"Connection": "close"}
+
+ADMIN_LOGIN = "/admin/login/"
+ADMIN_INDEX = "/admin/"
+#: The admin's action button: "Go" up to Django 5.2, "Run" from Django 6.0.
+RUN_ACTION = re.compile(r"^(Go|Run)$")
+#: The browser window of the admin's tests.
+VIEWPORT = {"width": 1100, "height": 700}
+#: The lists' screenshots: wide enough for the columns beside the filters.
+WIDE = 1440
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+WRITE_DOCS_VARIABLE = "DJANGO_TOKENS_WRITE_DOCS_SCREENSHOTS"
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password: str = field(repr=False)
 
 
 def page_text(html: str, limit: int = 300) -> str:
@@ -97,6 +124,67 @@ def assert_accessible_basics(page: Page) -> None:
             .map((el) => el.outerHTML)"""
     )
     assert unlabelled == [], f"controls without a label: {unlabelled}"
+
+
+def admin_log_in(page: Page, base_url: str, account: Account) -> None:
+    """Sign in on the admin's login page and land on its index."""
+    page.goto(f"{base_url}{ADMIN_LOGIN}?next={ADMIN_INDEX}")
+    page.get_by_label("Username").fill(account.username)
+    page.get_by_label("Password").fill(account.password)
+    submit(page, "Log in", ADMIN_LOGIN)
+    page.wait_for_url(f"{base_url}{ADMIN_INDEX}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Site administration")
+
+
+def path_of(page: Page) -> str:
+    return urlsplit(page.url).path
+
+
+def assert_no_store(response: Response) -> None:
+    directives = [
+        directive.strip().lower()
+        for directive in response.headers.get("cache-control", "").split(",")
+    ]
+    assert "no-store" in directives, (
+        f"{response.request.method} {urlsplit(response.url).path}: "
+        f"Cache-Control {response.headers.get('cache-control')!r}"
+    )
+
+
+def assert_secrets_absent(page: Page, *secrets: str) -> None:
+    html = page.content()
+    for number, secret in enumerate(secrets, 1):
+        assert secret not in html, f"secret #{number} appears on {page.url}"
+
+
+def run_action(page: Page, action: str, path: str) -> None:
+    """Run a change list's ``action`` on the selected rows; the list's form posts to ``path``."""
+    page.get_by_label(re.compile(r"^Action:")).select_option(label=action)
+    submit(page, RUN_ACTION, path)
+
+
+def screenshot(
+    page: Page, path: Path, mask: list[Locator] | None = None, *, wide: bool = False
+) -> None:
+    """The top of the page (clicks may have scrolled it); ``wide``: in a wider window."""
+    if wide:
+        page.set_viewport_size({"width": WIDE, "height": VIEWPORT["height"]})
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(
+        path=path, full_page=False, mask=mask or [], mask_color="#c8c8c8", animations="disabled"
+    )
+    if wide:
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": VIEWPORT["height"]})
+
+
+def copy_to_docs(tmp_path: Path, screenshots: dict[str, str]) -> None:
+    """The README's screenshots (name in ``tmp_path`` -> name in ``docs/``), replaced only
+    when asked for."""
+    if os.environ.get(WRITE_DOCS_VARIABLE) != "1":
+        return
+    DOCS.mkdir(exist_ok=True)
+    for name, docs_name in screenshots.items():
+        shutil.copyfile(tmp_path / name, DOCS / docs_name)
 
 
 @pytest.fixture(name="browser")

@@ -19,16 +19,13 @@ Screenshots of the list, the issue form and the secret page (masked) go to ``tmp
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -37,28 +34,33 @@ import requests
 from django_tokens import api_keys
 from django_tokens.conf import token_settings
 from tests.browser import (
+    ADMIN_INDEX,
     CLOSE,
     SKIP_IF_ASKED,
+    VIEWPORT,
+    Account,
+    admin_log_in,
     assert_accessible_basics,
+    assert_no_store,
+    assert_secrets_absent,
     browser_fixture,  # noqa: F401 (a fixture: pytest finds it here)
+    copy_to_docs,
     fresh_page,
     issuer_fixture,  # noqa: F401 (a fixture)
     page_text,
+    path_of,
+    run_action,
+    screenshot,
     submit,
 )
 
 with contextlib.suppress(ImportError):  # reported by the ``browser`` fixture
-    from playwright.sync_api import Browser, Locator, Page, Response, expect
+    from playwright.sync_api import Browser, Locator, Page, expect
 
 pytestmark = SKIP_IF_ASKED
 
-LOGIN = "/admin/login/"
-INDEX = "/admin/"
 CHANGELIST = "/admin/django_tokens/apikey/"
 ADD = f"{CHANGELIST}add/"
-VIEWPORT = {"width": 1100, "height": 700}
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-WRITE_DOCS_VARIABLE = "DJANGO_TOKENS_WRITE_DOCS_SCREENSHOTS"
 #: Screenshot name in ``tmp_path`` -> the copy in ``docs/``.
 DOCS_SCREENSHOTS = {
     "list.png": "admin-api-keys-list.png",
@@ -75,12 +77,6 @@ CREDENTIALS_REFUSED = {"error": "invalid_credentials", "message": "Missing or in
 
 
 # -- rows made before the browser starts ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Account:
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -143,30 +139,6 @@ def get_me(base_url: str, access_token: str) -> requests.Response:
 # -- the browser's side -----------------------------------------------------------------------
 
 
-def log_in(page: Page, base_url: str, account: Account) -> None:
-    page.goto(f"{base_url}{LOGIN}?next={INDEX}")
-    page.get_by_label("Username").fill(account.username)
-    page.get_by_label("Password").fill(account.password)
-    submit(page, "Log in", LOGIN)
-    page.wait_for_url(f"{base_url}{INDEX}")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Site administration")
-
-
-def path_of(page: Page) -> str:
-    return urlsplit(page.url).path
-
-
-def assert_no_store(response: Response) -> None:
-    directives = [
-        directive.strip().lower()
-        for directive in response.headers.get("cache-control", "").split(",")
-    ]
-    assert "no-store" in directives, (
-        f"{response.request.method} {urlsplit(response.url).path}: "
-        f"Cache-Control {response.headers.get('cache-control')!r}"
-    )
-
-
 def secret_field(page: Page, key_id: str) -> Locator:
     """The read-only input that shows a key's new secret."""
     field = page.get_by_label(f"Secret of {key_id}", exact=True)
@@ -182,12 +154,6 @@ def shown_secrets(page: Page) -> dict[str, str]:
     found = {key_id: secret_field(page, key_id).input_value() for key_id in key_ids}
     assert all(len(secret) == 64 for secret in found.values()), "a secret is not 64 characters"
     return found
-
-
-def assert_secrets_absent(page: Page, *secrets: str) -> None:
-    html = page.content()
-    for number, secret in enumerate(secrets, 1):
-        assert secret not in html, f"secret #{number} appears on {page.url}"
 
 
 def dangling_references(page: Page) -> list[str]:
@@ -209,33 +175,9 @@ def select_keys(page: Page, keys: tuple[Key, ...]) -> None:
         page.get_by_role("checkbox", name=name, exact=True).check()
 
 
-#: The admin's action button: "Go" up to Django 5.2, "Run" from Django 6.0.
-RUN_ACTION = re.compile(r"^(Go|Run)$")
-
-
-def run_action(page: Page, action: str) -> None:
-    page.get_by_label(re.compile(r"^Action:")).select_option(label=action)
-    submit(page, RUN_ACTION, CHANGELIST)
-
-
 def key_row(page: Page, key_id: str) -> Locator:
     """The key's row in the API keys list."""
     return page.locator("#result_list tbody tr").filter(has_text=key_id)
-
-
-def screenshot(page: Page, path: Path, mask: list[Locator] | None = None) -> None:
-    page.screenshot(
-        path=path, full_page=False, mask=mask or [], mask_color="#c8c8c8", animations="disabled"
-    )
-
-
-def copy_to_docs(tmp_path: Path) -> None:
-    """The README's screenshots, replaced only when asked for."""
-    if os.environ.get(WRITE_DOCS_VARIABLE) != "1":
-        return
-    DOCS.mkdir(exist_ok=True)
-    for name, docs_name in DOCS_SCREENSHOTS.items():
-        shutil.copyfile(tmp_path / name, DOCS / docs_name)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -272,7 +214,7 @@ def page(rows: Rows, issuer: str, browser: Browser) -> Iterator[Page]:
 def test_issue_use_rotate_and_revoke_a_key(
     page: Page, rows: Rows, issuer: str, tmp_path: Path
 ) -> None:
-    log_in(page, issuer, rows.superuser)
+    admin_log_in(page, issuer, rows.superuser)
     page.get_by_role("link", name="API keys", exact=True).click()
     page.wait_for_url(f"{issuer}{CHANGELIST}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Select API key to change")
@@ -315,7 +257,7 @@ def test_issue_use_rotate_and_revoke_a_key(
     expect(row.locator("td.field-owner")).to_have_text(OWNER)
     expect(row.locator("td.field-state")).to_have_text("live")
     screenshot(page, tmp_path / "list.png")
-    copy_to_docs(tmp_path)
+    copy_to_docs(tmp_path, DOCS_SCREENSHOTS)
     assert_secrets_absent(page, secret)
     page.get_by_role("link", name=ISSUED_NAME, exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Change API key")
@@ -346,7 +288,7 @@ def test_issue_use_rotate_and_revoke_a_key(
     assert new_secret != secret
     refused(issuer, key_id, secret)
     second = accepted(issuer, key_id, new_secret)
-    for path in (INDEX, CHANGELIST, change_path):
+    for path in (ADMIN_INDEX, CHANGELIST, change_path):
         page.goto(f"{issuer}{path}")
         assert_secrets_absent(page, secret, new_secret)
 
@@ -380,11 +322,11 @@ def test_rotate_then_revoke_two_keys_with_the_list_actions(
     page: Page, rows: Rows, issuer: str
 ) -> None:
     first, second = rows.bulk
-    log_in(page, issuer, rows.superuser)
+    admin_log_in(page, issuer, rows.superuser)
     page.goto(f"{issuer}{CHANGELIST}")
     select_keys(page, rows.bulk)
 
-    run_action(page, ROTATE_ACTION)
+    run_action(page, ROTATE_ACTION, CHANGELIST)
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Rotate secrets")
     assert_accessible_basics(page)
@@ -414,7 +356,7 @@ def test_rotate_then_revoke_two_keys_with_the_list_actions(
     assert_secrets_absent(page, *rotated.values())
     select_keys(page, rows.bulk)
 
-    run_action(page, REVOKE_ACTION)
+    run_action(page, REVOKE_ACTION, CHANGELIST)
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Revoke API keys")
     assert_accessible_basics(page)
@@ -433,7 +375,7 @@ def test_rotate_then_revoke_two_keys_with_the_list_actions(
 def test_staff_without_permissions_cannot_reach_api_keys(
     page: Page, rows: Rows, issuer: str
 ) -> None:
-    log_in(page, issuer, rows.staff)
+    admin_log_in(page, issuer, rows.staff)
 
     expect(page.get_by_role("link", name="API keys")).to_have_count(0)
     key_path = f"{CHANGELIST}{rows.bulk[0].pk}/"
@@ -444,7 +386,7 @@ def test_staff_without_permissions_cannot_reach_api_keys(
 
 
 def test_form_errors_and_help_texts_are_announced(page: Page, rows: Rows, issuer: str) -> None:
-    log_in(page, issuer, rows.superuser)
+    admin_log_in(page, issuer, rows.superuser)
     page.goto(f"{issuer}{ADD}")
     page.get_by_label("Owner").fill("nobody")
     page.get_by_label("Name").fill(ISSUED_NAME)

@@ -23,15 +23,12 @@ are also copied into ``docs/`` for the README.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -44,34 +41,37 @@ from django_tokens import keystore
 from django_tokens.conf import token_settings
 from django_tokens.models import SigningKey
 from tests.browser import (
+    ADMIN_INDEX,
     CLOSE,
     SKIP_IF_ASKED,
+    VIEWPORT,
+    Account,
+    admin_log_in,
     assert_accessible_basics,
+    assert_no_store,
+    assert_secrets_absent,
     browser_fixture,  # noqa: F401 (a fixture: pytest finds it here)
+    copy_to_docs,
     fresh_page,
     issuer_fixture,  # noqa: F401 (a fixture)
     page_text,
+    path_of,
+    run_action,
+    screenshot,
     submit,
 )
 
 with contextlib.suppress(ImportError):  # reported by the ``browser`` fixture
-    from playwright.sync_api import Browser, Locator, Page, Response, expect
+    from playwright.sync_api import Browser, Locator, Page, expect
 
 pytestmark = SKIP_IF_ASKED
 
-LOGIN = "/admin/login/"
-INDEX = "/admin/"
 SESSIONS = "/admin/django_tokens/session/"
 KEYS = "/admin/django_tokens/signingkey/"
 ROTATE = f"{KEYS}rotate/"
 AUDIT = "/admin/django_tokens/auditevent/"
 APPLICATIONS = "/admin/oauth2_provider/application/"
 APPLICATION_ADD = f"{APPLICATIONS}add/"
-VIEWPORT = {"width": 1100, "height": 700}
-#: The lists' screenshots: wide enough for the columns beside the filters.
-WIDE = 1440
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-WRITE_DOCS_VARIABLE = "DJANGO_TOKENS_WRITE_DOCS_SCREENSHOTS"
 
 OWNER = "alice"  # the ``user`` fixture
 OWNER_PASSWORD = "alice-password"
@@ -81,19 +81,11 @@ KNOWN_APP_NAME = "nightly-export"
 KNOWN_APP_SECRET = "known-client-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 CLIENT_SCOPES = ["profile", "read"]
 REVOKE_SESSIONS_ACTION = "Revoke selected sessions"
-#: The admin's action button: "Go" up to Django 5.2, "Run" from Django 6.0.
-RUN_ACTION = re.compile(r"^(Go|Run)$")
 #: How long a process may keep serving keys it loaded before it notices a change.
 KEYSTORE_DELAY = float(token_settings.KEYSTORE_CHECK_INTERVAL) + 1.0
 
 
 # -- rows made before the browser starts ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Account:
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -228,19 +220,6 @@ def assert_client_refused(base_url: str, client_id: str, secret: str) -> None:
 # -- the browser's side -----------------------------------------------------------------------
 
 
-def log_in(page: Page, base_url: str, account: Account) -> None:
-    page.goto(f"{base_url}{LOGIN}?next={INDEX}")
-    page.get_by_label("Username").fill(account.username)
-    page.get_by_label("Password").fill(account.password)
-    submit(page, "Log in", LOGIN)
-    page.wait_for_url(f"{base_url}{INDEX}")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Site administration")
-
-
-def path_of(page: Page) -> str:
-    return urlsplit(page.url).path
-
-
 def heading(page: Page) -> Locator:
     return page.get_by_role("heading", level=1)
 
@@ -248,7 +227,7 @@ def heading(page: Page) -> Locator:
 def open_from_index(page: Page, base_url: str, link: str, path: str) -> None:
     """Follow the index page's link to a model's list, and close the navigation sidebar
     (the admin keeps that in localStorage) to leave the screenshots room for the columns."""
-    page.goto(f"{base_url}{INDEX}")
+    page.goto(f"{base_url}{ADMIN_INDEX}")
     page.get_by_role("link", name=link, exact=True).click()
     page.wait_for_url(f"{base_url}{path}")
     toggle = page.get_by_role("button", name="Toggle navigation")
@@ -256,32 +235,10 @@ def open_from_index(page: Page, base_url: str, link: str, path: str) -> None:
         toggle.click()
 
 
-def assert_no_store(response: Response) -> None:
-    directives = [
-        directive.strip().lower()
-        for directive in response.headers.get("cache-control", "").split(",")
-    ]
-    assert "no-store" in directives, (
-        f"{response.request.method} {urlsplit(response.url).path}: "
-        f"Cache-Control {response.headers.get('cache-control')!r}"
-    )
-
-
-def assert_secrets_absent(page: Page, *secrets: str) -> None:
-    html = page.content()
-    for number, secret in enumerate(secrets, 1):
-        assert secret not in html, f"secret #{number} appears on {page.url}"
-
-
 def success_message(page: Page) -> Locator:
     message = page.locator("ul.messagelist li.success")
     expect(message).to_have_count(1)
     return message
-
-
-def run_action(page: Page, action: str, path: str) -> None:
-    page.get_by_label(re.compile(r"^Action:")).select_option(label=action)
-    submit(page, RUN_ACTION, path)
 
 
 def list_row(page: Page, text: str) -> Locator:
@@ -297,30 +254,6 @@ def client_secret_field(page: Page) -> Locator:
     expect(secret).to_have_count(1)
     expect(secret).not_to_be_editable()
     return secret
-
-
-def screenshot(
-    page: Page, path: Path, mask: list[Locator] | None = None, *, wide: bool = False
-) -> None:
-    """The top of the page (clicks may have scrolled it); ``wide``: in a wider window."""
-    if wide:
-        page.set_viewport_size({"width": WIDE, "height": VIEWPORT["height"]})
-    page.evaluate("() => window.scrollTo(0, 0)")
-    page.screenshot(
-        path=path, full_page=False, mask=mask or [], mask_color="#c8c8c8", animations="disabled"
-    )
-    if wide:
-        page.set_viewport_size({"width": VIEWPORT["width"], "height": VIEWPORT["height"]})
-
-
-def copy_to_docs(tmp_path: Path, screenshots: dict[str, str]) -> None:
-    """The README's screenshots (name in ``tmp_path`` -> name in ``docs/``), replaced only
-    when asked for."""
-    if os.environ.get(WRITE_DOCS_VARIABLE) != "1":
-        return
-    DOCS.mkdir(exist_ok=True)
-    for name, docs_name in screenshots.items():
-        shutil.copyfile(tmp_path / name, DOCS / docs_name)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -381,7 +314,7 @@ def test_revoke_a_session_from_the_sessions_list(
     alice: tuple[Tokens, Tokens], page: Page, rows: Rows, issuer: str, tmp_path: Path
 ) -> None:
     chosen, spared = alice
-    log_in(page, issuer, rows.superuser)
+    admin_log_in(page, issuer, rows.superuser)
     open_from_index(page, issuer, "Sessions", SESSIONS)
     expect(heading(page)).to_have_text("Select session to change")
     assert_accessible_basics(page)
@@ -428,7 +361,7 @@ def test_rotate_the_signing_key_then_retire_the_old_one_by_force(
     published = served_kids(issuer)  # the active key and the pre-published next one
     assert len(published) == 2, published
     assert old_kid in published, published
-    log_in(page, issuer, rows.superuser)
+    admin_log_in(page, issuer, rows.superuser)
     open_from_index(page, issuer, "Signing keys", KEYS)
     expect(list_row(page, old_kid).locator("td.field-state")).to_have_text("active")
     assert_accessible_basics(page)
@@ -534,7 +467,7 @@ def test_rotate_the_signing_key_then_retire_the_old_one_by_force(
 def test_add_an_application_whose_secret_is_shown_once_then_replace_it(
     page: Page, rows: Rows, issuer: str, tmp_path: Path, oauth_over_http: None
 ) -> None:
-    log_in(page, issuer, rows.superuser)
+    admin_log_in(page, issuer, rows.superuser)
     open_from_index(page, issuer, "Applications", APPLICATIONS)
     page.get_by_role("link", name="Add application").click()
     page.wait_for_url(f"{issuer}{APPLICATION_ADD}")
@@ -601,7 +534,7 @@ def test_audit_trail_names_the_staff_user_and_is_read_only(
     alice: tuple[Tokens, Tokens], page: Page, rows: Rows, issuer: str, tmp_path: Path
 ) -> None:
     tokens = alice[0]
-    log_in(page, issuer, rows.superuser)
+    admin_log_in(page, issuer, rows.superuser)
 
     # Three operations: revoke a session, rotate the signing key, replace a client secret.
     page.goto(f"{issuer}{SESSIONS}")
@@ -675,7 +608,7 @@ def test_audit_trail_names_the_staff_user_and_is_read_only(
 def test_staff_without_permissions_cannot_reach_the_operations(
     page: Page, rows: Rows, issuer: str
 ) -> None:
-    log_in(page, issuer, rows.staff)
+    admin_log_in(page, issuer, rows.staff)
 
     for link in ("Sessions", "Signing keys", "Audit trail entries", "Applications"):
         expect(page.get_by_role("link", name=link)).to_have_count(0)

@@ -22,22 +22,12 @@ from django.utils import timezone
 from django_tokens import api_keys
 from django_tokens.audit import Action
 from django_tokens.models import AuditEvent, Session
+from tests.shapes import KEYCLOAK_KEYS
 from tests.test_api_key_views import obtain
 
 FRONT_END = "http://127.0.0.1:8001"
 OTHER_PORT = "http://127.0.0.1:8002"
 PASSWORD_KEYS = {"token_type", "expires_in", "access_token", "refresh_token"}
-KEYCLOAK_KEYS = {
-    "access_token",
-    "expires_in",
-    "refresh_expires_in",
-    "refresh_token",
-    "token_type",
-    "id_token",
-    "not-before-policy",
-    "session_state",
-    "scope",
-}
 COOKIE = "refresh_token"
 
 pytestmark = pytest.mark.django_db
