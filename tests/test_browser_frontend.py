@@ -9,6 +9,9 @@ watches it call ``/api/me`` and refresh silently before the (shortened) access-t
 runs out, reloads it, logs out, and replays the refresh cookie afterwards. An admin revokes
 the session in a second browser profile while the page watches. Pages on an origin that is
 not listed, of the same site and of another site, try the cookie without the Origin proof.
+Last, a page on each origin calls every token endpoint with ``fetch()`` (``/api/token``,
+``/api/token/refresh``, ``/auth/login``, ``/auth/refresh``, ``/oauth2/token``): the listed
+origin reads every answer, the other is blocked on every one.
 
 Rows are created before the browser starts, and outcomes are checked over HTTP with
 ``requests`` (see the ``browser`` fixture in ``tests/browser.py``).
@@ -16,6 +19,7 @@ Rows are created before the browser starts, and outcomes are checked over HTTP w
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import threading
@@ -29,6 +33,7 @@ import pytest
 import requests
 from django.conf import settings
 from django.test import override_settings
+from oauth2_provider.models import Application
 
 from django_tokens import keystore
 from example_project.demo.views import FRONTEND_DIR
@@ -44,6 +49,7 @@ from tests.browser import (
     screenshot,
     submit,
 )
+from tests.shapes import KEYCLOAK_KEYS
 
 with contextlib.suppress(ImportError):  # reported by the ``browser`` fixture
     from playwright.sync_api import Browser, Page, expect
@@ -58,6 +64,7 @@ SESSIONS = "/admin/django_tokens/session/"
 #: Short enough that the page refreshes within the test (at three quarters of it).
 ACCESS_TOKEN_LIFETIME = 8
 VIEWPORT = {"width": 1100, "height": 900}
+CLIENT_SECRET = "front-end-check-client-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -105,15 +112,23 @@ class Origins:
 
 
 @pytest.fixture
-def rows(django_user_model: Any, user: Any) -> None:
+def rows(django_user_model: Any, user: Any) -> str:
+    """The superuser, the first signing keys, and an OAuth 2.0 client; its client id."""
     django_user_model.objects.create_superuser(
         username=SUPERUSER.username, email="root@example.com", password=SUPERUSER.password
     )
     keystore.ensure_keys()
+    application = Application.objects.create(
+        name="front-end-check",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        client_secret=CLIENT_SECRET,
+    )
+    return str(application.client_id)
 
 
 @pytest.fixture
-def origins(rows: None, live_server: Any, tmp_path: Path) -> Iterator[Origins]:
+def origins(rows: str, live_server: Any, tmp_path: Path) -> Iterator[Origins]:
     """The API in the cookie mode, the demo on a second origin, and an attacker's pages."""
     (tmp_path / "attack.html").write_text(
         ATTACK_PAGE.format(api=live_server.url, refresh=REFRESH_PATH)
@@ -128,7 +143,7 @@ def origins(rows: None, live_server: Any, tmp_path: Path) -> Iterator[Origins]:
         tokens = {
             **settings.DJANGO_TOKENS,
             "ISSUER": live_server.url,
-            "REFRESH_COOKIE_SERVICES": ["password"],
+            "REFRESH_COOKIE_SERVICES": ["password", "api_key"],
             "ACCESS_TOKEN_LIFETIME": ACCESS_TOKEN_LIFETIME,
         }
         with override_settings(DJANGO_TOKENS=tokens, CORS_ALLOWED_ORIGINS=[found.front_end]):
@@ -294,3 +309,63 @@ def test_other_origins_cannot_use_the_refresh_cookie(page: Page, origins: Origin
     page.get_by_role("button", name="Refresh now").click()
     expect(page.locator("#log")).to_contain_text("Refreshed (on request)")
     assert refresh_cookie(page, origins)["value"] != cookie["value"]
+
+
+#: Each token endpoint called as a front end calls it; the outcome of each, by name.
+CALL_EACH_ENDPOINT = """async ({api, email, password, username, basic}) => {
+    const outcome = {};
+    const call = async (name, path, init) => {
+        try {
+            const response = await fetch(api + path, {credentials: "include", ...init});
+            const body = await response.json();
+            outcome[name] = [response.status, Object.keys(body).sort()];
+        } catch (error) {
+            outcome[name] = `blocked: ${error.name}`;
+        }
+    };
+    const json = {"Content-Type": "application/json"};
+    await call("/api/token", "/api/token", {method: "POST", headers: json,
+        body: JSON.stringify({username, password})});
+    await call("/api/token/refresh", "/api/token/refresh", {method: "POST"});
+    await call("/auth/login", "/auth/login", {method: "POST", headers: json,
+        body: JSON.stringify({email, password})});
+    await call("/auth/refresh", "/auth/refresh", {method: "POST"});
+    await call("/oauth2/token", "/oauth2/token", {method: "POST",
+        headers: {"Authorization": `Basic ${basic}`},
+        body: new URLSearchParams({grant_type: "client_credentials", scope: "read"})});
+    return outcome;
+}"""
+
+
+def test_each_token_endpoint_answers_the_listed_origin_and_no_other(
+    page: Page, origins: Origins, rows: str
+) -> None:
+    arguments = {
+        "api": origins.api,
+        "email": "alice@example.com",
+        "password": OWNER.password,
+        "username": OWNER.username,
+        "basic": base64.b64encode(f"{rows}:{CLIENT_SECRET}".encode()).decode(),
+    }
+    open_demo(page, origins)
+    answered = page.evaluate(CALL_EACH_ENDPOINT, arguments)
+    password_keys = ["access_token", "expires_in", "token_type"]
+    keycloak_keys = sorted(KEYCLOAK_KEYS - {"refresh_token"})
+    assert answered == {
+        # The cookie mode: no refresh_token in the bodies, the cookie set and then used.
+        "/api/token": [200, password_keys],
+        "/api/token/refresh": [200, password_keys],
+        "/auth/login": [200, keycloak_keys],
+        "/auth/refresh": [200, keycloak_keys],
+        "/oauth2/token": [200, ["access_token", "expires_in", "scope", "token_type"]],
+    }
+    cookies = {(c["name"], c["path"]) for c in page.context.cookies()}
+    assert cookies == {(COOKIE, REFRESH_PATH), (COOKIE, "/auth/refresh")}
+
+    # The same calls from a page on an origin the API does not list: every one is blocked
+    # (its logins never reach a session: the Origin check refuses them too).
+    stranger = page.context.new_page()
+    stranger.goto(f"{origins.unlisted}/attack.html")
+    refused = stranger.evaluate(CALL_EACH_ENDPOINT, arguments)
+    assert refused == dict.fromkeys(answered, "blocked: TypeError")
+    stranger.close()
