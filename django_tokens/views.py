@@ -416,6 +416,7 @@ class LogoutView(TokenAPIView):
             204: OpenApiResponse(description="Revoked; the refresh cookie, if any, expired"),
             401: OpenApiResponse(_ERROR, description="Missing, invalid or revoked token"),
         },
+        auth=[{"bearerAuth": []}],
     )
     def post(self, request: Request) -> Response:
         try:

@@ -141,3 +141,16 @@ def test_spectacular_command_validates_without_warnings_or_errors(
     assert "Error" not in stderr
     document = yaml.safe_load(output.read_text())
     assert set(document["paths"]) >= DOCUMENTED_PATHS
+
+
+@pytest.mark.parametrize("path", ["/api/token/logout", "/auth/logout"])
+def test_logout_operations_take_a_bearer_token_and_answer_204(
+    schema: dict[str, Any], path: str
+) -> None:
+    operation = schema["paths"][path]["post"]
+
+    assert operation["security"] == [{"bearerAuth": []}]
+    assert "content" not in operation["responses"]["204"]
+    assert_object_of_strings(
+        json_body_schema(schema, operation["responses"]["401"]), {"error", "message"}
+    )
