@@ -1,0 +1,10 @@
+"""Settings of "ours" in the benchmark: the example project as it is, plus what both servers
+share — the fast MD5 password hasher first (labelled in the results), the query-counting
+middleware and two benchmark views (``benchmarks/ours_urls.py``). Nothing else changes."""
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import MIDDLEWARE, PASSWORD_HASHERS
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+MIDDLEWARE = ["benchmarks.bench_common.QueryCountMiddleware", *MIDDLEWARE]
+ROOT_URLCONF = "benchmarks.ours_urls"
