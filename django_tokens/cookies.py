@@ -40,15 +40,6 @@ REFRESH_URL_NAMES = {
 }
 
 
-class OriginNotAllowed(errors.TokenServiceError):
-    status = 403
-    code = "origin_not_allowed"
-    message = (
-        "The refresh cookie is only accepted from the API's own origin and the origins in "
-        "CORS_ALLOWED_ORIGINS or CSRF_TRUSTED_ORIGINS."
-    )
-
-
 def enabled(service: str) -> bool:
     return service in token_settings.REFRESH_COOKIE_SERVICES
 
@@ -129,4 +120,4 @@ def check_origin(request: HttpRequest) -> None:
     """Refuse a cookie-authenticated request whose ``Origin`` is missing or not trusted."""
     origin = request.headers.get("Origin")
     if not origin or not trusted_origin(request, origin):
-        raise OriginNotAllowed()
+        raise errors.OriginNotAllowed()

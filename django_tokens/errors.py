@@ -47,6 +47,28 @@ class InvalidGrant(TokenServiceError):
     message = "The refresh token is invalid, expired or revoked."
 
 
+class InvalidAccessToken(TokenServiceError):
+    """A bearer access token that is missing, invalid, expired, revoked or of another service."""
+
+    status = 401
+    code = "invalid_token"
+    message = "The access token is missing, invalid, expired or revoked."
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+class OriginNotAllowed(TokenServiceError):
+    """A request that uses the refresh cookie from an origin that is not trusted."""
+
+    status = 403
+    code = "origin_not_allowed"
+    message = (
+        "The refresh cookie is only accepted from the API's own origin and the origins in "
+        "CORS_ALLOWED_ORIGINS or CSRF_TRUSTED_ORIGINS."
+    )
+
+
 class NotFound(TokenServiceError):
     status = 404
     code = "not_found"

@@ -392,15 +392,6 @@ class ApiKeyRefreshView(TokenAPIView):
         )
 
 
-class InvalidAccessToken(errors.TokenServiceError):
-    status = 401
-    code = "invalid_token"
-    message = "The access token is missing, invalid, expired or revoked."
-
-    def __init__(self, message: str | None = None):
-        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
-
-
 class LogoutView(TokenAPIView):
     """``POST /api/token/logout`` and ``POST /auth/logout``: revoke the session of the
     presented access token (``Authorization: Bearer``); in the refresh-cookie mode the answer
@@ -423,18 +414,21 @@ class LogoutView(TokenAPIView):
         try:
             authenticated = JWTAuthentication().authenticate(request)
         except drf_exceptions.AuthenticationFailed as exc:
-            raise InvalidAccessToken() from exc
+            raise errors.InvalidAccessToken() from exc
         if authenticated is None:
-            raise InvalidAccessToken()
+            raise errors.InvalidAccessToken()
         session_id = authenticated[1].get("sid")
         try:
             session_id = uuid.UUID(str(session_id))
         except ValueError as exc:
-            raise InvalidAccessToken("The access token belongs to no session.") from exc
-        if not Session.objects.filter(pk=session_id, service=self.service).exists():
-            raise InvalidAccessToken("The access token belongs to no session of this service.")
+            raise errors.InvalidAccessToken("The access token belongs to no session.") from exc
+        own = Session.objects.filter(pk=session_id, service=self.service)
         with audit.context(actor=str(authenticated[0].username), ip=self.client_ip(request)):
-            sessions.revoke_session(session_id, reason="logout")
+            revoked = sessions.revoke_sessions(own, reason="logout")
+        if not revoked:
+            raise errors.InvalidAccessToken(
+                "The access token belongs to no live session of this service."
+            )
         response = Response(status=204)
         if cookies.enabled(self.service):
             cookies.clear(response, self.service)
