@@ -142,19 +142,19 @@ def _cache() -> Any:
 def _shared_version() -> str | None:
     try:
         return _cache().get(VERSION_CACHE_KEY)
-    except Exception:
-        logger.warning("Keystore version stamp unreadable; keeping the loaded keys.", exc_info=True)
+    except Exception as exc:
+        logger.warning("Keystore version stamp unreadable; keeping the loaded keys: %r", exc)
         return _snapshot.version if _snapshot else None
 
 
 def _bump_version() -> None:
     try:
         _cache().set(VERSION_CACHE_KEY, uuid.uuid4().hex, timeout=None)
-    except Exception:
+    except Exception as exc:
         logger.error(
             "Could not publish the keystore version stamp; other processes notice the "
-            "rotation when they meet an unknown kid.",
-            exc_info=True,
+            "rotation when they meet an unknown kid. %r",
+            exc,
         )
 
 

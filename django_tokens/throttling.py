@@ -90,7 +90,7 @@ def _count(buckets: Sequence[Bucket], now: float) -> list[tuple[Bucket, int]]:
                 cache.add(key, 1, timeout=timeout)
                 counts.append((bucket, 1))
     except Exception as exc:
-        logger.error("Failure throttle unreachable; refusing the attempt.", exc_info=True)
+        logger.error("Failure throttle unreachable; refusing the attempt: %r", exc)
         raise TemporarilyUnavailable() from exc
     return counts
 
@@ -113,8 +113,8 @@ def _forget(buckets: Sequence[Bucket], now: float, *, whole: bool) -> None:
                 cache.decr(bucket.key(start))
         except ValueError:
             pass  # the window turned meanwhile: nothing to take back
-        except Exception:
-            logger.warning("Could not update a failure counter.", exc_info=True)
+        except Exception as exc:
+            logger.warning("Could not update a failure counter: %r", exc)
 
 
 @contextmanager
