@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 #: Tokens longer than this are refused before any parsing.
 MAX_TOKEN_LENGTH = 8192
+#: RFC 7515 §7.1: three base64url segments (RFC 7515 §2: no padding, no other characters).
+_COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 _JWK_EXPORTERS: dict[str, Any] = {
     "RS256": RSAAlgorithm,
@@ -56,10 +59,25 @@ def sign(
     return jwt.encode(dict(claims), key, algorithm=algorithm, headers=headers)
 
 
-def unverified_header(token: str | bytes) -> dict[str, Any]:
-    """The token's JOSE header, parsed but not trusted. Raises InvalidSignedToken."""
+def _check_compact(token: str | bytes) -> None:
+    """Refuse what is too long or not the compact serialization, before any parsing.
+
+    PyJWT's base64 decoding skips padding and stray characters, so ``<token>==`` would
+    verify as the token itself; as another string it would escape anything keyed by the
+    token's digest (the revocation marks of OAuth 2.0 access tokens)."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidSignedToken("Token is too long.")
+    if isinstance(token, str):
+        if not token.isascii():
+            raise InvalidSignedToken("Token is malformed.")
+        token = token.encode("ascii")
+    if not isinstance(token, bytes) or not _COMPACT.fullmatch(token):
+        raise InvalidSignedToken("Token is malformed.")
+
+
+def unverified_header(token: str | bytes) -> dict[str, Any]:
+    """The token's JOSE header, parsed but not trusted. Raises InvalidSignedToken."""
+    _check_compact(token)
     try:
         header = jwt.get_unverified_header(token)
     except (jwt.InvalidTokenError, UnicodeDecodeError, ValueError, TypeError) as exc:
@@ -72,8 +90,7 @@ def unverified_header(token: str | bytes) -> dict[str, Any]:
 
 def unverified_claims(token: str | bytes) -> dict[str, Any]:
     """The token's claims, parsed but not trusted (to find which key to verify with)."""
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidSignedToken("Token is too long.")
+    _check_compact(token)
     try:
         claims = _decoder.decode(token, options={"verify_signature": False})
     except (jwt.InvalidTokenError, UnicodeDecodeError, ValueError, TypeError) as exc:
@@ -92,8 +109,7 @@ def verify(
     require: Iterable[str] = ("exp", "iat"),
 ) -> dict[str, Any]:
     """Verify the signature with ``algorithm`` only, then the registered claims."""
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidSignedToken("Token is too long.")
+    _check_compact(token)
     options: Any = {"require": list(require), "verify_aud": audience is not None}
     try:
         decoded = _decoder.decode_complete(

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeGuard
 
 from django.contrib.auth import authenticate, get_user_model
 from django.core.cache import caches
@@ -45,7 +45,12 @@ logger = logging.getLogger(__name__)
 SERVICE = Session.Service.API_KEY
 #: Assertions are HMACs with the key's shared secret; nothing else is accepted (RFC 8725 §3.1).
 ASSERTION_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+#: An assertion's ``typ``, when it has one: a plain JWT (RFC 7519 §5.1), compared
+#: case-insensitively as media types are.
+ASSERTION_TYPES = frozenset({"jwt", "application/jwt"})
 REPLAY_PREFIX = "django_tokens:assertion"
+#: When the replay store began keeping records: see :func:`_records_since`.
+RECORDS_SINCE_KEY = f"{REPLAY_PREFIX}:since"
 MAX_KEY_ID_LENGTH = 64
 MAX_JTI_LENGTH = 256
 
@@ -128,14 +133,30 @@ def _assertion_key_id(assertion: str) -> tuple[str, str]:
         algorithm = header.get("alg")
         if algorithm not in ASSERTION_ALGORITHMS:
             raise _refused()
+        # Explicit typing (RFC 8725 §3.11): a token that says it is of another kind is not
+        # an assertion, whatever signs it.
+        if "typ" in header and str(header["typ"]).lower() not in ASSERTION_TYPES:
+            raise _refused()
         key_id = header.get("kid")
         if key_id is None:
             key_id = jws.unverified_claims(assertion).get("iss")
     except jws.InvalidSignedToken as exc:
         raise _refused() from exc
-    if not isinstance(key_id, str) or not key_id or len(key_id) > MAX_KEY_ID_LENGTH:
+    if not _plain_text(key_id, MAX_KEY_ID_LENGTH):
         raise _refused()
     return str(algorithm), key_id
+
+
+def _plain_text(value: Any, max_length: int) -> TypeGuard[str]:
+    """A non-empty string of at most ``max_length`` characters that a database column and a
+    cache key can hold: no NUL, no lone surrogate (JSON's ``\\ud800`` escapes make them)."""
+    if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @sensitive_variables()
@@ -174,27 +195,65 @@ def _check_lifetime(claims: dict, now: datetime) -> int:
     return int(expires_at)
 
 
-def _accept_once(key_id: str, claims: dict, expires_at: int, now: datetime) -> None:
+def _accept_once(
+    api_key: ApiKey, key_id: str, claims: dict, expires_at: int, now: datetime
+) -> None:
     """Record the assertion's ``jti``; a second presentation within its lifetime is a replay.
 
     ``cache.add`` is atomic on a shared cache (Redis), so this holds across processes. If the
-    cache cannot be reached the assertion is refused (503): never an accepted replay.
+    cache cannot be reached the assertion is refused (503): never an accepted replay. If it
+    lost its records meanwhile, an assertion signed before that is refused when its key
+    opened a session since the assertion could first have been accepted: it may be a replay.
     """
     jti = claims.get("jti")
     if jti is None and not token_settings.API_KEY_REQUIRE_JTI:
         return
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+    if not _plain_text(jti, MAX_JTI_LENGTH):
         raise _refused()
     timeout = max(1, int(expires_at - now.timestamp()) + token_settings.LEEWAY)
     record = f"{REPLAY_PREFIX}:{digest(key_id)[:32]}:{digest(jti)}"
     try:
-        first_time = caches[token_settings.CACHE_ALIAS].add(record, 1, timeout=timeout)
+        cache = caches[token_settings.CACHE_ALIAS]
+        since = _records_since(cache, now)
+        first_time = cache.add(record, 1, timeout=timeout)
     except Exception as exc:
-        logger.error("Assertion replay store unreachable; refusing the assertion.", exc_info=True)
+        logger.error("Assertion replay store unreachable; refusing the assertion: %r", exc)
         raise TemporarilyUnavailable() from exc
     if not first_time:
         logger.warning("Replayed assertion refused for API key %r.", key_id)
         raise _refused()
+    issued_at = claims["iat"]
+    if issued_at * 1000 < since and _opened_session_before(api_key, issued_at, since):
+        logger.warning(
+            "Assertion for API key %r signed before the replay store lost its records, "
+            "while the key opened a session: refused as a possible replay.",
+            key_id,
+        )
+        raise _refused()
+
+
+def _records_since(cache: Any, now: datetime) -> int:
+    """When the replay store began keeping records, in Unix milliseconds: written by the
+    first assertion it sees, so it moves forward when the store loses its keys (a Redis
+    restarted without persistence, a flush) and records of accepted assertions may be gone.
+    Never after ``now``: the session this request opens is not before it."""
+    since = cache.get(RECORDS_SINCE_KEY)
+    if since is None:
+        cache.add(RECORDS_SINCE_KEY, int(now.timestamp() * 1000), timeout=None)
+        since = cache.get(RECORDS_SINCE_KEY)
+    return int(since) if since is not None else int(now.timestamp() * 1000)
+
+
+def _opened_session_before(api_key: ApiKey, issued_at: float, since: int) -> bool:
+    """Whether an assertion issued at ``issued_at`` may have been accepted before the replay
+    store's records began (``since``, in milliseconds): the key opened a session in between
+    (an assertion is accepted at the earliest ``LEEWAY`` seconds before its ``iat``)."""
+    began = datetime.fromtimestamp(since // 1000, UTC) + timedelta(milliseconds=since % 1000)
+    return Session.objects.filter(
+        api_key=api_key,
+        created_at__gte=datetime.fromtimestamp(issued_at - token_settings.LEEWAY, UTC),
+        created_at__lt=began,
+    ).exists()
 
 
 def _open_session(api_key: ApiKey, *, issuer: str, now: datetime) -> KeycloakResult:
@@ -239,7 +298,7 @@ def exchange_assertion(
             raise _refused()
         claims = _verified_claims(assertion, api_key, algorithm, now)
         expires_at = _check_lifetime(claims, now)
-        _accept_once(key_id, claims, expires_at, now)
+        _accept_once(api_key, key_id, claims, expires_at, now)
     return _open_session(api_key, issuer=issuer, now=now)
 
 

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 from django.db import router, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import HttpRequest
 from django.utils import timezone
 from oauth2_provider.models import (
@@ -88,6 +91,43 @@ def generate_access_token(request: Any) -> str:
         subject=client.client_id,
     )
     return access.token
+
+
+#: The signed-in user of the authorization request being validated (oauthlib's request
+#: does not carry it): see :func:`authorizing`.
+_authorizing_user: ContextVar[Any] = ContextVar("django_tokens_authorizing_user", default=None)
+
+
+@contextmanager
+def authorizing(user: Any) -> Iterator[None]:
+    """Validate an authorization request on behalf of ``user``, the signed-in user."""
+    reset = _authorizing_user.set(user)
+    try:
+        yield
+    finally:
+        _authorizing_user.reset(reset)
+
+
+def hinted_subject(hint: str, *, client_id: str, issuer: str) -> str | None:
+    """The ``sub`` of ``hint`` if it is an ID token this keystore signed for ``client_id``
+    at ``issuer``, expired or not; else None."""
+    try:
+        _header, claims = keystore.verify(
+            hint, types={"JWT"}, audience=client_id, issuer=issuer, require=("sub", "aud", "iss")
+        )
+    except jws.ExpiredSignedToken:
+        # The signature held (it is checked first); expiry is checked before iss and aud.
+        claims = jws.unverified_claims(hint)
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if claims.get("iss") != issuer or client_id not in audiences:
+            return None
+    except jws.InvalidSignedToken:
+        return None
+    subject = claims.get("sub")
+    if claims.get("typ") is not None or not isinstance(subject, str):
+        return None  # a refresh JWT, or no subject
+    return subject
 
 
 class _RetryBecameReuse(Exception):
@@ -182,6 +222,33 @@ class KeystoreOAuth2Validator(OAuth2Validator):
             for claim in claims
         ]
 
+    # -- OpenID Connect: prompt=none and id_token_hint (OIDC Core §3.1.2.1) ---------------
+
+    def validate_silent_login(self, request: Any) -> bool:
+        """``prompt=none``: the authorization view runs only for a signed-in user
+        (django-oauth-toolkit answers anyone else ``login_required`` itself)."""
+        return True
+
+    def validate_silent_authorization(self, request: Any) -> bool:
+        """``prompt=none``: consent is the view's to decide; it answers
+        ``consent_required`` where it would show the consent page."""
+        return True
+
+    def validate_user_match(
+        self, id_token_hint: Any, scopes: Any, claims: Any, request: Any
+    ) -> bool:
+        """An ``id_token_hint``, when given, must be an ID token this server signed for this
+        client about the signed-in user (an expired one is still a hint); else the request
+        is answered ``login_required``. It is verified with the keystore alone: its headers
+        name no key to fetch."""
+        if not id_token_hint:
+            return True
+        user = _authorizing_user.get()
+        subject = hinted_subject(
+            str(id_token_hint), client_id=str(request.client_id), issuer=_issuer(request)
+        )
+        return user is not None and subject is not None and subject == str(user.pk)
+
     # -- refresh tokens: the reuse rules of django_tokens.sessions -------------------------
 
     def validate_refresh_token(
@@ -209,7 +276,8 @@ class KeystoreOAuth2Validator(OAuth2Validator):
             return False
         if rt.revoked is not None:
             if not self._is_retry(rt):
-                self._revoke_reused(rt)
+                if self._family_has_live_tokens(rt):
+                    self._revoke_reused(rt)
                 return False
         elif rt.access_token is None:
             return False  # an orphan: its access token was deleted out of band
@@ -242,6 +310,18 @@ class KeystoreOAuth2Validator(OAuth2Validator):
             revoked__isnull=True,
             access_token__source_refresh_token=rt,
         )
+
+    @staticmethod
+    def _family_has_live_tokens(rt: Any) -> bool:
+        """Whether reuse of ``rt`` leaves anything to revoke. A family already revoked
+        (reuse detected before, the grant revoked, the user deactivated) is answered
+        ``invalid_grant`` with no write, as the other services answer a revoked session's
+        refresh token: replaying a dead token must not grow the audit trail. A token of no
+        family has nothing to look at: its reuse is recorded."""
+        if not rt.token_family:
+            return True
+        family = get_refresh_token_model().objects.filter(token_family=rt.token_family)
+        return bool(family.filter(Q(revoked__isnull=True) | Q(access_token__isnull=False)).exists())
 
     def _revoke_reused(self, rt: Any) -> None:
         if rt.token_family:
