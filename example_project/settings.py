@@ -71,7 +71,11 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'example.sqlite3'}", conn_max_age=60
+        default=f"sqlite:///{VAR_DIR / 'example.sqlite3'}",
+        conn_max_age=60,
+        # A kept connection that the database dropped meanwhile (a restart, a failover, an
+        # idle timeout) is replaced before a request uses it, instead of failing that request.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -85,6 +89,9 @@ if os.environ.get("REDIS_URL"):
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
+            # A Redis that hangs costs a request at most a second per call before the token
+            # endpoints answer 503 (redis-py 5 waits forever by default, later versions 5 s).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:
@@ -125,6 +132,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Password tokens, JWKS and a protected resource.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The OAuth 2.0 endpoints are django-oauth-toolkit's views: this hook documents them.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "django_tokens.schema.oauth2_operations",
+    ],
 }
 
 DJANGO_TOKENS = {
