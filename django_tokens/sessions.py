@@ -202,9 +202,13 @@ def _record(
 
 def revoke_rows(sessions: QuerySet[Session], *, reason: str, now: datetime) -> list[str]:
     """The revocation's UPDATE alone, for a caller that owns the transaction; it writes the
-    marks with :func:`set_marks` once the transaction is done."""
-    live = sessions.filter(revoked_at__isnull=True)
-    ids = [str(pk) for pk in live.values_list("pk", flat=True)]
+    marks with :func:`set_marks` once the transaction is done.
+
+    The live rows are locked first (in key order): a session that a concurrent revocation
+    revokes meanwhile is no longer live once its lock is granted, so each session is revoked,
+    counted and recorded once, whichever of the revocations gets it."""
+    live = sessions.filter(revoked_at__isnull=True).select_for_update(of=("self",))
+    ids = [str(pk) for pk in live.order_by("pk").values_list("pk", flat=True)]
     if ids:
         Session.objects.filter(pk__in=ids).update(revoked_at=now, revoke_reason=reason)
         audit.record_revoked_sessions(ids, reason=reason, now=now)
@@ -249,12 +253,12 @@ def set_marks(session_ids: Iterable[str], *, now: datetime) -> None:
         return
     try:
         caches[token_settings.CACHE_ALIAS].set_many(values, timeout=max_token_lifetime())
-    except Exception:
+    except Exception as exc:
         logger.error(
             "Could not write %d revocation mark(s): access tokens already issued stay valid "
-            "until they expire. Refresh is refused regardless.",
+            "until they expire. Refresh is refused regardless. %r",
             len(values),
-            exc_info=True,
+            exc,
         )
 
 
@@ -283,12 +287,12 @@ def set_token_marks(expiries: Mapping[str, datetime], *, now: datetime) -> None:
             remaining = int((expires - now).total_seconds()) + leeway + 1
             if remaining > 0:
                 cache.set(_token_mark_key(checksum), int(now.timestamp()), timeout=remaining)
-    except Exception:
+    except Exception as exc:
         logger.error(
             "Could not write %d access-token revocation mark(s): those tokens stay valid for "
-            "JWTAuthentication until they expire.",
+            "JWTAuthentication until they expire. %r",
             len(expiries),
-            exc_info=True,
+            exc,
         )
 
 
@@ -312,6 +316,6 @@ def is_revoked(claims: Mapping[str, Any], *, checksum: str | None = None) -> boo
         if len(keys) == 1:
             return cache.get(keys[0]) is not None
         return bool(cache.get_many(keys))
-    except Exception:
-        logger.warning("Revocation marks unreadable; verifying by signature only.", exc_info=True)
+    except Exception as exc:
+        logger.warning("Revocation marks unreadable; verifying by signature only: %r", exc)
         return False
