@@ -35,6 +35,10 @@ class DjangoTokensConfig(AppConfig):
         if apps.is_installed("oauth2_provider"):
             from oauth2_provider.models import get_access_token_model
 
+            from django_tokens import redaction
+
+            redaction.install()
+
             post_delete.connect(
                 receivers.mark_deleted_access_token,
                 sender=get_access_token_model(),

@@ -25,6 +25,15 @@ from django_tokens import audit
 from django_tokens.admin import _PagesMixin, audited
 
 
+class _ShownOnce(str):
+    """A secret for the page that shows it: rendered as itself, but its ``repr`` — what
+    Django's template debug log (a variable missing from the page's context) and error
+    reports print — does not carry it."""
+
+    def __repr__(self) -> str:
+        return "'<secret>'"
+
+
 class ApplicationAdmin(_PagesMixin, DOTApplicationAdmin):
     change_form_template = "admin/django_tokens/application/change_form.html"
 
@@ -60,7 +69,7 @@ class ApplicationAdmin(_PagesMixin, DOTApplicationAdmin):
             "application/secret.html",
             title=title,
             application=application,
-            client_secret=secret,
+            client_secret=_ShownOnce(secret),
             public=application.client_type == application.CLIENT_PUBLIC,
         )
         add_never_cache_headers(response)  # no-store, private: the secret is in this page only
