@@ -7,33 +7,39 @@ its own login page (``OAUTH2_LOGIN_URL``)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote_plus, urlparse
 
 from django import forms
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from oauth2_provider import views as dot_views
+from oauth2_provider.exceptions import FatalClientError
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.signals import app_authorized
 from oauth2_provider.views.metadata import OAuthServerMetadataView
+from oauthlib.common import add_params_to_uri
+from oauthlib.oauth2.rfc6749.errors import InvalidRequestFatalError
 from rest_framework_simplejwt.exceptions import InvalidToken
 
 from django_tokens import audit, errors, jws, keystore, sessions, throttling
 from django_tokens.authentication import JWTAuthentication
 from django_tokens.conf import token_settings
+from django_tokens.services import oauth2 as oauth2_service
 from django_tokens.tokens import issuer_for
 
 logger = logging.getLogger(__name__)
@@ -42,6 +48,24 @@ logger = logging.getLogger(__name__)
 #: password grant would check user passwords without the throttles of ``POST /api/token``
 #: (and RFC 9700 §2.4 forbids it); the device grant is not offered.
 GRANT_TYPES = frozenset({"client_credentials", "authorization_code", "refresh_token"})
+
+#: Form fields that carry a credential: Django's error reports show them as stars. (The
+#: views below also hide the local variables of every frame under them, which hold the
+#: same values, from those reports: ``sensitive_variables``.)
+SENSITIVE_POST_PARAMETERS = (
+    "client_secret",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "token",
+    "access_token",
+    "password",
+    "client_assertion",
+)
+_hide_credentials = [
+    sensitive_variables(),
+    sensitive_post_parameters(*SENSITIVE_POST_PARAMETERS),
+]
 
 
 def oauth2_error(code: str, description: str, status: int | None = None) -> JsonResponse:
@@ -53,6 +77,53 @@ def oauth2_error(code: str, description: str, status: int | None = None) -> Json
         # RFC 6749 §5.2: a failed client authentication names the scheme to use.
         response["WWW-Authenticate"] = 'Basic realm="oauth2"'
     return response
+
+
+def _holds_nul(params: QueryDict) -> bool:
+    return any(
+        "\x00" in key or any("\x00" in value for value in values) for key, values in params.lists()
+    )
+
+
+def _basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
+    """The client id and secret of an ``Authorization: Basic`` header, read as
+    django-oauth-toolkit reads them: base64, UTF-8, split at the first colon, each part
+    form-urldecoded (RFC 6749 §2.3.1). None without such a header; ValueError when it cannot
+    be read (where DOT would raise, not refuse, on a header that is not ASCII)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Basic" or not value:
+        return None
+    decoded = base64.b64decode(value).decode()
+    client_id, secret = decoded.split(":", 1)  # ValueError without a colon
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _refuse_malformed_parameters(request: HttpRequest) -> JsonResponse | None:
+    """The answer to a request whose parameters cannot be taken as they are, else None.
+
+    A parameter sent twice is refused (RFC 6749 §3.1, §3.2; Django would keep the last one
+    and oauthlib never see the other). Client authentication fails for a Basic header that
+    cannot be read, and for a ``client_id`` in the form that is not the Basic header's (one
+    client, one authentication method: RFC 6749 §2.3). A NUL character belongs in no
+    parameter, and PostgreSQL cannot even compare text holding one: in the client's
+    credentials it fails client authentication, elsewhere the request is malformed.
+    """
+    for name, values in request.POST.lists():
+        if len(values) > 1:
+            return oauth2_error("invalid_request", f"The '{name}' parameter is repeated.")
+    invalid_client = oauth2_error("invalid_client", "Invalid client", status=401)
+    try:
+        basic = _basic_credentials(request)
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return invalid_client
+    named = request.POST.get("client_id")
+    if basic is not None and (named not in (None, "", basic[0]) or "\x00" in "".join(basic)):
+        return invalid_client
+    if "\x00" in (named or "") + request.POST.get("client_secret", ""):
+        return invalid_client
+    if _holds_nul(request.POST) or _holds_nul(request.GET):
+        return oauth2_error("invalid_request", "A parameter holds a NUL character.")
+    return None
 
 
 def _reshape(response: HttpResponse) -> HttpResponse:
@@ -82,6 +153,7 @@ class TokenView(dot_views.TokenView):
     """``POST /oauth2/token`` (``application/x-www-form-urlencoded``): client_credentials,
     authorization_code (with PKCE ``code_verifier``) and refresh_token grants."""
 
+    @method_decorator(_hide_credentials)
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method != "POST":
             response = oauth2_error("invalid_request", "Use POST.", status=405)
@@ -91,6 +163,9 @@ class TokenView(dot_views.TokenView):
             grant_type = request.POST.get("grant_type")
         except SuspiciousOperation:  # RequestDataTooBig, TooManyFieldsSent
             return oauth2_error("invalid_request", "The request body is too large.")
+        refused = _refuse_malformed_parameters(request)
+        if refused is not None:
+            return refused
         if grant_type and grant_type not in GRANT_TYPES:
             return oauth2_error("unsupported_grant_type", "Unsupported grant type")
         try:
@@ -100,12 +175,14 @@ class TokenView(dot_views.TokenView):
             logger.exception("Unexpected error in the OAuth 2.0 token endpoint.")
             return oauth2_error("server_error", errors.ServerError.message)
 
+    @method_decorator(sensitive_post_parameters(*SENSITIVE_POST_PARAMETERS))
     def authorization_flow_token_response(
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponse:
         """DOT's, except that the ``app_authorized`` signal is skipped, not a 500, when the
         token was superseded between its commit and the signal's lookup (a concurrent retry
-        of the same refresh token, see :class:`KeystoreOAuth2Validator`)."""
+        of the same refresh token, see :class:`KeystoreOAuth2Validator`). (DOT marks its own
+        ``client_secret`` and ``password`` sensitive here; this marks every credential.)"""
         _url, headers, body, status = self.create_token_response(request)
         if status == 200:
             access_token = json.loads(body).get("access_token")
@@ -137,6 +214,7 @@ class _FormEndpoint:
     """POST-only, ``application/x-www-form-urlencoded`` endpoints whose failures, whatever
     raised them, answer in the dual envelope."""
 
+    @method_decorator(_hide_credentials)
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method != "POST":
             response = oauth2_error("invalid_request", "Use POST.", status=405)
@@ -146,6 +224,9 @@ class _FormEndpoint:
             request.POST  # noqa: B018 -- parse now, so that an oversized body is a 400
         except SuspiciousOperation:
             return oauth2_error("invalid_request", "The request body is too large.")
+        refused = _refuse_malformed_parameters(request)
+        if refused is not None:
+            return refused
         try:
             with audit.context(ip=throttling.address_of(request)):
                 return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
@@ -284,6 +365,7 @@ class UserInfoView(dot_views.UserInfoView):
     revoked token, 403 ``insufficient_scope`` for a good token without ``openid`` or
     without a user (a client's own token)."""
 
+    @method_decorator(_hide_credentials)
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method not in ("GET", "POST"):
             refused = oauth2_error("invalid_request", "Use GET or POST.", status=405)
@@ -398,10 +480,37 @@ class AuthorizationView(dot_views.AuthorizationView):
                 return str(configured)
         return super().get_login_url()
 
+    @method_decorator(sensitive_variables())  # the code it creates, in oauthlib's frames
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        response = super().dispatch(request, *args, **kwargs)
+        response: HttpResponseBase
+        if _holds_nul(request.GET) or _holds_nul(request.POST):
+            # Refused before any lookup: PostgreSQL cannot compare text holding a NUL.
+            malformed = InvalidRequestFatalError(description="A parameter holds a NUL character.")
+            response = self.error_response(FatalClientError(error=malformed), application=None)
+        else:
+            response = super().dispatch(request, *args, **kwargs)
         add_never_cache_headers(response)
         return response
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """DOT's, except that ``prompt=none`` never shows a page (OIDC Core §3.1.2.1):
+        where the consent page would be, the client gets ``consent_required``."""
+        response = super().get(request, *args, **kwargs)
+        if response.status_code != 200 or "none" not in request.GET.get("prompt", "").split():
+            return response
+        data = self.oauth2_data
+        params = [("error", "consent_required")]
+        if data.get("state"):
+            params.append(("state", data["state"]))
+        return self.redirect(add_params_to_uri(data["redirect_uri"], params), data["application"])
+
+    def validate_authorization_request(self, request: HttpRequest) -> Any:
+        with oauth2_service.authorizing(request.user):
+            return super().validate_authorization_request(request)
+
+    def create_authorization_response(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        with oauth2_service.authorizing(request.user):
+            return super().create_authorization_response(request, *args, **kwargs)
 
 
 # -- discovery -------------------------------------------------------------------------------

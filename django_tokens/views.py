@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -97,6 +99,9 @@ class TokenAPIView(APIView):
     #: The service whose refresh cookie this request presented: a 401 answer expires it.
     refresh_cookie_of: str | None = None
 
+    # Every frame under a token endpoint holds a password, an assertion or a token: Django's
+    # error reports (ADMINS mail, error trackers that honour it) show none of their values.
+    @method_decorator(sensitive_variables())
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         with audit.context(ip=address_of(request)):
             return super().dispatch(request, *args, **kwargs)
@@ -186,6 +191,7 @@ def _refresh_token_of(
 _ERROR = inline_serializer(
     "TokenError", {"error": serializers.CharField(), "message": serializers.CharField()}
 )
+_NOT_JSON = OpenApiResponse(_ERROR, description="The body is not application/json")
 _PASSWORD_TOKEN = inline_serializer(
     "PasswordToken",
     {
@@ -207,10 +213,21 @@ class PasswordTokenView(TokenAPIView):
             "PasswordCredentials",
             {"username": serializers.CharField(), "password": serializers.CharField()},
         ),
+        parameters=[
+            OpenApiParameter(
+                name,
+                str,
+                OpenApiParameter.HEADER,
+                description=f"The {name}, read when the JSON body has neither `username` "
+                "nor `password` (seed 001).",
+            )
+            for name in ("username", "password")
+        ],
         responses={
             200: _PASSWORD_TOKEN,
             400: OpenApiResponse(_ERROR, description="Malformed body"),
             401: OpenApiResponse(_ERROR, description="Invalid credentials"),
+            415: _NOT_JSON,
             429: OpenApiResponse(_ERROR, description="Too many failed attempts"),
             503: OpenApiResponse(_ERROR, description="Shared cache unavailable"),
         },
@@ -250,6 +267,7 @@ class PasswordRefreshView(TokenAPIView):
             200: _PASSWORD_TOKEN,
             400: OpenApiResponse(_ERROR, description="Malformed body"),
             401: OpenApiResponse(_ERROR, description="Invalid, expired, reused or revoked"),
+            415: _NOT_JSON,
         },
         auth=[],
     )
@@ -348,7 +366,7 @@ class LoginView(TokenAPIView):
             "EmailCredentials",
             {"email": serializers.EmailField(), "password": serializers.CharField()},
         ),
-        responses={200: _KEYCLOAK_TOKEN, **_KEYCLOAK_ERRORS},
+        responses={200: _KEYCLOAK_TOKEN, **_KEYCLOAK_ERRORS, 415: _NOT_JSON},
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -380,6 +398,7 @@ class ApiKeyRefreshView(TokenAPIView):
             200: _KEYCLOAK_TOKEN,
             400: OpenApiResponse(_ERROR, description="Malformed body"),
             401: OpenApiResponse(_ERROR, description="Wrong or expired refresh token"),
+            415: _NOT_JSON,
         },
         auth=[],
     )

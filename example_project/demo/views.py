@@ -5,7 +5,12 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -13,6 +18,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_tokens.authentication import HasScope, JWTAuthentication
+
+#: DRF's error body, as its authentication and permission classes answer.
+_API_ERROR = inline_serializer(
+    "ApiError",
+    {"detail": serializers.CharField(), "code": serializers.CharField(required=False)},
+)
 
 
 class MeView(APIView):
@@ -32,18 +43,24 @@ class MeView(APIView):
         parameters=[
             OpenApiParameter("fields", str, enum=["full"], description="`full` adds `date_joined`.")
         ],
-        responses=inline_serializer(
-            "Me",
-            {
-                "id": serializers.IntegerField(),
-                "username": serializers.CharField(),
-                "email": serializers.CharField(),
-                "scope": serializers.ListField(child=serializers.CharField()),
-                "session": serializers.CharField(allow_null=True),
-                "client_id": serializers.CharField(required=False),
-                "date_joined": serializers.DateTimeField(required=False),
-            },
-        ),
+        responses={
+            # A user's token answers the user's fields; a client's own token (client
+            # credentials) only ``client_id`` and ``scope``.
+            200: inline_serializer(
+                "Me",
+                {
+                    "id": serializers.IntegerField(required=False),
+                    "username": serializers.CharField(required=False),
+                    "email": serializers.CharField(required=False),
+                    "scope": serializers.ListField(child=serializers.CharField()),
+                    "session": serializers.CharField(allow_null=True, required=False),
+                    "client_id": serializers.CharField(required=False),
+                    "date_joined": serializers.DateTimeField(required=False),
+                },
+            ),
+            401: OpenApiResponse(_API_ERROR, description="Missing, invalid or revoked token"),
+            403: OpenApiResponse(_API_ERROR, description="The token lacks the `profile` scope"),
+        },
     )
     def get(self, request: Request) -> Response:
         user: Any = request.user
