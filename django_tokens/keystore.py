@@ -40,6 +40,8 @@ UNKNOWN_KID_RELOAD_INTERVAL = 1.0
 #: so a lost stamp (a flushed or process-local cache) cannot keep a process on stale keys.
 SNAPSHOT_MAX_AGE = 300.0
 MAX_KID_LENGTH = 128
+#: How many verified tokens a process remembers (per loaded snapshot) before starting over.
+VERIFIED_TOKENS_REMEMBERED = 2048
 PUBLISHED_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.State.RETIRING)
 
 
@@ -66,6 +68,26 @@ class _Snapshot:
     stale_after: datetime | None = None
     checked_at: float = field(default_factory=time.monotonic)
     loaded_at: float = field(default_factory=time.monotonic)
+    #: Tokens these keys verified, by the exact token and what it was checked against: a
+    #: client sends one access token many times, and its signature need not be checked
+    #: again. Dropped with the snapshot, so a rotation or retirement starts afresh.
+    verified: dict[tuple[Any, ...], _Verified] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+    def current(self, now: float, leeway: float) -> bool:
+        """Whether the time claims still hold, as PyJWT checks them."""
+        claims = self.claims
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        return (
+            (exp is None or exp > now - leeway)
+            and (nbf is None or nbf <= now + leeway)
+            and (iat is None or iat <= now + leeway)
+        )
 
 
 _snapshot: _Snapshot | None = None
@@ -239,7 +261,32 @@ def verify(
     The key is the published one its ``kid`` names, with that key's algorithm pinned; the
     header's ``typ`` must be one of ``types`` (compared case-insensitively), so one kind of
     token cannot pass for another. Raises :class:`jws.InvalidSignedToken`.
+
+    A token this process verified before against the same expectations, with the keys it
+    has loaded now, is not verified again: only its time claims are checked anew.
     """
+    snapshot = _current()
+    remembered_as = (token, frozenset(types), audience, issuer, tuple(require))
+    remembered = snapshot.verified.get(remembered_as)
+    if remembered is not None and remembered.current(time.time(), token_settings.LEEWAY):
+        return dict(remembered.header), dict(remembered.claims)
+    header, claims = _verify(
+        token, types=types, audience=audience, issuer=issuer, require=remembered_as[4]
+    )
+    if len(snapshot.verified) >= VERIFIED_TOKENS_REMEMBERED:
+        snapshot.verified.clear()
+    snapshot.verified[remembered_as] = _Verified(dict(header), dict(claims))
+    return header, claims
+
+
+def _verify(
+    token: str | bytes,
+    *,
+    types: Collection[str],
+    audience: str | None,
+    issuer: str | None,
+    require: Iterable[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
     header = jws.unverified_header(token)
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:

@@ -1,7 +1,8 @@
 """Failure throttles counted in the shared cache, so every server process sees the same count.
 
-Fixed windows of ``THROTTLE_WINDOW`` seconds; a counter is created with ``add()`` and raised
-with ``incr()``, both atomic on Redis, before the credentials are checked. When the cache
+Fixed windows of ``THROTTLE_WINDOW`` seconds, counted before the credentials are checked: on
+Django's Redis backend with one script per attempt (one round trip for every counter), on any
+other backend with ``add()`` and ``incr()``. When the cache
 cannot be reached the throttle fails closed
 (:class:`~django_tokens.errors.TemporarilyUnavailable`): an attacker must not gain unlimited
 guesses by knocking the cache over.
@@ -15,8 +16,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 from rest_framework.settings import api_settings as drf_settings
 from rest_framework.throttling import BaseThrottle
@@ -64,6 +67,41 @@ def buckets_for(kind: str, value: str, limit: int, client_ip: str | None) -> lis
     return [Bucket(kind, value, limit), *client_buckets(client_ip)]
 
 
+#: On Redis, every bucket of an attempt is counted in one round trip: INCR, and a new
+#: counter expires with its window. Atomic, as Redis runs a script alone.
+_COUNT_SCRIPT = """
+local counts = {}
+for index, key in ipairs(KEYS) do
+    local count = redis.call('INCR', key)
+    if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+    counts[index] = count
+end
+return counts
+"""
+
+#: A success forgets the account's failures (KEYS[1] when ARGV[1] is 1) and takes the
+#: attempt back from the other counters that still exist, in one round trip.
+_FORGET_SCRIPT = """
+local first = 1
+if ARGV[1] == '1' then
+    redis.call('DEL', KEYS[1])
+    first = 2
+end
+for index = first, #KEYS do
+    if redis.call('EXISTS', KEYS[index]) == 1 then redis.call('DECR', KEYS[index]) end
+end
+return 0
+"""
+
+
+def _redis_client(cache: Any) -> Any:
+    """The primary's client of Django's own Redis cache backend, or None for any other
+    backend (which is counted with ``add()``/``incr()``, atomic on each backend)."""
+    if not isinstance(cache, RedisCache):
+        return None
+    return cache._cache.get_client(None, write=True)
+
+
 def _window(now: float) -> tuple[int, int]:
     size = token_settings.THROTTLE_WINDOW
     start = int(now) // size * size
@@ -75,11 +113,15 @@ def _count(buckets: Sequence[Bucket], now: float) -> list[tuple[Bucket, int]]:
     start, end = _window(now)
     timeout = int(end - now) + 1
     cache = caches[token_settings.CACHE_ALIAS]
+    enabled = [bucket for bucket in buckets if bucket.limit > 0]
     counts = []
     try:
-        for bucket in buckets:
-            if bucket.limit <= 0:
-                continue
+        redis = _redis_client(cache)
+        if redis is not None and enabled:
+            keys = [cache.make_and_validate_key(bucket.key(start)) for bucket in enabled]
+            raised = redis.eval(_COUNT_SCRIPT, len(keys), *keys, timeout)
+            return [(bucket, int(count)) for bucket, count in zip(enabled, raised, strict=True)]
+        for bucket in enabled:
             key = bucket.key(start)
             if cache.add(key, 1, timeout=timeout):
                 counts.append((bucket, 1))
@@ -100,12 +142,28 @@ def record_failure(buckets: Sequence[Bucket], *, now: float | None = None) -> No
     _count(buckets, time.time() if now is None else now)
 
 
-def _forget(buckets: Sequence[Bucket], now: float, *, whole: bool) -> None:
+def _forget(buckets: Sequence[Bucket], now: float) -> None:
+    """Forget the account's failures (the first bucket) and take the attempt back from
+    the others."""
     start = _window(now)[0]
     cache = caches[token_settings.CACHE_ALIAS]
-    for bucket in buckets:
-        if bucket.limit <= 0:
-            continue
+    enabled = [(index, bucket) for index, bucket in enumerate(buckets) if bucket.limit > 0]
+    try:
+        redis = _redis_client(cache)
+    except Exception as exc:
+        logger.warning("Could not update a failure counter: %r", exc)
+        return
+    if redis is not None:
+        if enabled:
+            keys = [cache.make_and_validate_key(bucket.key(start)) for _, bucket in enabled]
+            whole = 1 if enabled[0][0] == 0 else 0
+            try:
+                redis.eval(_FORGET_SCRIPT, len(keys), *keys, whole)
+            except Exception as exc:
+                logger.warning("Could not update a failure counter: %r", exc)
+        return
+    for index, bucket in enabled:
+        whole = index == 0
         try:
             if whole:
                 cache.delete(bucket.key(start))
@@ -132,6 +190,4 @@ def counting_failures(buckets: Sequence[Bucket], *, now: float | None = None) ->
     if any(count > bucket.limit for bucket, count in counts):
         raise TooManyAttempts(retry_after=int(_window(now)[1] - now) + 1)
     yield
-    if buckets:
-        _forget(buckets[:1], now, whole=True)
-        _forget(buckets[1:], now, whole=False)
+    _forget(buckets, now)

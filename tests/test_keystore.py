@@ -568,3 +568,96 @@ def test_only_a_retiring_key_can_be_retired(which):
 
     assert not isinstance(refused.value, keystore.KeyStillNeeded)
     assert list(SigningKey.objects.values_list("kid", "state")) == before
+
+
+# -- tokens verified before ----------------------------------------------------------------
+
+
+def _verify_access(token, *, audience=None, issuer=None):
+    return keystore.verify(
+        token, types={"at+jwt"}, audience=audience, issuer=issuer, require=("exp", "iat")
+    )
+
+
+def _signed_access(key: keystore.LoadedKey, **claims) -> str:
+    now = int(time.time())
+    return jws.sign(
+        {"iat": now, "exp": now + 60, "aud": "api-a", **claims},
+        key.private_key,
+        key.algorithm,
+        kid=key.kid,
+        typ="at+jwt",
+    )
+
+
+def test_a_token_verified_before_is_answered_without_checking_its_signature_again():
+    token = _signed_access(keystore.signing_key(), sub="1")
+    first = _verify_access(token, audience="api-a")
+    calls = []
+    checked = jws.verify
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return checked(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jws, "verify", counting)
+        again = _verify_access(token, audience="api-a")
+        other = _signed_access(keystore.signing_key(), sub="2")
+        _verify_access(other, audience="api-a")
+
+    assert again == first
+    assert calls == [other]
+
+
+def test_a_token_verified_before_is_checked_anew_against_other_expectations():
+    token = _signed_access(keystore.signing_key(), sub="1")
+    _verify_access(token, audience="api-a")
+
+    with pytest.raises(jws.InvalidSignedToken):
+        _verify_access(token, audience="api-b")
+    with pytest.raises(jws.InvalidSignedToken):
+        _verify_access(token, audience="api-a", issuer="https://issuer.example")
+    with pytest.raises(jws.InvalidSignedToken):
+        keystore.verify(token, types={"JWT"}, audience="api-a", issuer=None, require=("exp",))
+
+
+def test_a_token_verified_before_expires_on_time():
+    token = _signed_access(keystore.signing_key(), sub="1")
+    expires = jws.unverified_claims(token)["exp"]
+    _verify_access(token, audience="api-a")
+    leeway = token_settings.LEEWAY
+
+    with time_machine.travel(expires + leeway - 1, tick=False):
+        assert _verify_access(token, audience="api-a")[1]["sub"] == "1"
+    with (
+        time_machine.travel(expires + leeway + 1, tick=False),
+        pytest.raises(jws.ExpiredSignedToken),
+    ):
+        _verify_access(token, audience="api-a")
+
+
+def test_a_token_verified_before_is_refused_once_its_key_is_retired_elsewhere(user):
+    with tokens_settings(KEYSTORE_CHECK_INTERVAL=0):
+        first = keystore.signing_key()
+        token = _signed_access(first, sub=str(user.pk))
+        _verify_access(token, audience="api-a")
+        rotate_elsewhere(bump_version=True)
+        SigningKey.objects.filter(kid=first.kid).update(
+            state=RETIRED, retire_after=None, retired_at=timezone.now()
+        )
+        caches[token_settings.CACHE_ALIAS].set(
+            keystore.VERSION_CACHE_KEY, uuid.uuid4().hex, timeout=None
+        )
+
+        with pytest.raises(jws.InvalidSignedToken):
+            _verify_access(token, audience="api-a")
+
+
+def test_the_remembered_tokens_are_bounded(monkeypatch):
+    monkeypatch.setattr(keystore, "VERIFIED_TOKENS_REMEMBERED", 3)
+    key = keystore.signing_key()
+    for number in range(10):
+        _verify_access(_signed_access(key, sub=str(number)), audience="api-a")
+
+    assert 1 <= len(keystore._current().verified) <= 3
