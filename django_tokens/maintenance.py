@@ -25,10 +25,14 @@ ENCRYPTED_FIELDS: list[tuple[type[models.Model], str]] = [
 
 
 def _delete_in_batches(queryset: models.QuerySet, batch_size: int) -> int:
-    """Delete the rows of ``queryset`` a batch at a time, so no long lock blocks issuance."""
+    """Delete the rows of ``queryset`` a batch at a time, so no long lock blocks issuance.
+
+    A batch is any ``batch_size`` matching rows: without the model's default ordering, which
+    would make the database sort every matching row again for each batch."""
     removed = 0
+    pks = queryset.order_by().values_list("pk", flat=True)
     while True:
-        batch = list(queryset.values_list("pk", flat=True)[:batch_size])
+        batch = list(pks[:batch_size])
         if not batch:
             return removed
         queryset.model._default_manager.filter(pk__in=batch).delete()
