@@ -9,8 +9,10 @@ is not 2xx, and any connection error, is an error. Stateful scenarios (refresh-t
 keep their state per worker, so no two workers ever present the same token.
 
 The parent talks to the workers through pipes: ``prepare`` (build the scenario, e.g. obtain
-the first refresh token), ``run`` (a timed block) and ``probe`` (a few requests that ask the
-server for its query count, see ``bench_common.QueryCountMiddleware``).
+the first refresh token), ``run`` (a timed block), ``run_until_halted`` (a block that runs
+until the parent says ``halt``: the load kept up while something else happens, with each
+request's completion time) and ``probe`` (a few requests that ask the server for its query
+count, see ``bench_common.QueryCountMiddleware``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import multiprocessing
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlencode
@@ -190,15 +193,28 @@ class Client:
 
 
 def _run(
-    client: Client, scenario: Scenario, start_at: float, measure_at: float, end_at: float
+    client: Client,
+    scenario: Scenario,
+    start_at: float,
+    measure_at: float,
+    end_at: float,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
+    """The closed loop of one worker. ``stop`` (polled between requests) ends it before
+    ``end_at``; the result's ``completed`` holds each measured request's completion time
+    (``time.monotonic()``, one clock for every process of the machine) and ``failed`` each
+    error's."""
     port = scenario.spec["port"]
     send = client.sender(port)
     latencies: list[float] = []
+    completed: list[float] = []
+    failed: list[float] = []
     errors = 0
     samples: list[str] = []
     time.sleep(max(0.0, start_at - time.monotonic()))
     while time.monotonic() < end_at:
+        if stop is not None and stop():
+            break
         if scenario.needs_prepare:
             try:
                 scenario.prepare(send)
@@ -228,11 +244,19 @@ def _run(
         if measure_at <= done < end_at:
             if ok:
                 latencies.append(elapsed)
+                completed.append(done)
             else:
                 errors += 1
+                failed.append(done)
                 if len(samples) < 3:
                     samples.append(detail[:300])
-    return {"latencies": latencies, "errors": errors, "error_samples": samples}
+    return {
+        "latencies": latencies,
+        "completed": completed,
+        "failed": failed,
+        "errors": errors,
+        "error_samples": samples,
+    }
 
 
 def _probe(client: Client, scenario: Scenario, count: int) -> dict[str, Any]:
@@ -270,6 +294,8 @@ def worker_main(pipe: Connection) -> None:
             command = message[0]
             if command == "stop":
                 return
+            if command == "halt":  # an open-ended block that had already reached its limit
+                continue
             try:
                 if command == "prepare":
                     _, key, spec = message
@@ -281,6 +307,16 @@ def worker_main(pipe: Connection) -> None:
                 elif command == "run":
                     _, key, start_at, measure_at, end_at = message
                     pipe.send(("ok", _run(client, scenarios[key], start_at, measure_at, end_at)))
+                elif command == "run_until_halted":
+                    _, key, start_at, measure_at, end_at = message
+                    result = _run(
+                        client, scenarios[key], start_at, measure_at, end_at, stop=pipe.poll
+                    )
+                    # The message that stopped the loop: "halt", or "stop" if the parent is
+                    # closing the pool instead.
+                    if pipe.poll() and pipe.recv()[0] == "stop":
+                        return
+                    pipe.send(("ok", result))
                 elif command == "probe":
                     _, key, count = message
                     pipe.send(("ok", _probe(client, scenarios[key], count)))
@@ -342,6 +378,29 @@ class LoadPool:
             "latencies": latencies,
             "errors": sum(result["errors"] for result in results),
             "error_samples": [sample for result in results for sample in result["error_samples"]],
+        }
+
+    def start(self, key: str, warmup: float, limit: float) -> float:
+        """Starts an open-ended block: the workers loop until :meth:`halt` (or ``limit``
+        seconds). Returns when the measured window opens (``time.monotonic()``)."""
+        start_at = time.monotonic() + 0.2
+        measure_at = start_at + warmup
+        for pipe in self.pipes:
+            pipe.send(("run_until_halted", key, start_at, measure_at, measure_at + limit))
+        return measure_at
+
+    def halt(self) -> dict[str, Any]:
+        """Ends the block :meth:`start` began: every completed request's latency and
+        completion time, and the errors'."""
+        for pipe in self.pipes:
+            pipe.send(("halt",))
+        results = self._gather(self.pipes)
+        return {
+            "latencies": [lat for result in results for lat in result["latencies"]],
+            "completed": [done for result in results for done in result["completed"]],
+            "failed": [done for result in results for done in result["failed"]],
+            "errors": sum(result["errors"] for result in results),
+            "error_samples": [s for result in results for s in result["error_samples"]],
         }
 
     def probe(self, key: str, count: int) -> dict[str, Any]:

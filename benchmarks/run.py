@@ -2,13 +2,15 @@
 djangorestframework-simplejwt and django-oauth-toolkit ("peers", benchmarks/peers/) and a bare
 DRF view (the floor), each served by gunicorn on 127.0.0.1, loaded by a few client processes.
 
-    .venv/bin/python benchmarks/run.py            # about 4 minutes (bounded to 10)
-    .venv/bin/python benchmarks/run.py --quick    # about 1 minute
+    .venv/bin/python benchmarks/run.py            # about 6 minutes (SQLite)
+    .venv/bin/python benchmarks/run.py --quick    # about 2 minutes
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench REDIS_URL=redis://127.0.0.1:6379/9 \\
-        .venv/bin/python benchmarks/run.py
+        .venv/bin/python benchmarks/run.py        # about 9 minutes, with the database size
 
-Writes benchmarks/results/latest.md, latest.json and (with matplotlib) latest.png.
-Exits 1 if any row saw an error (a non-2xx answer). See benchmarks/README.md.
+The main rows, then the scaling sections (--no-scaling skips them): workers, database size
+and purge_tokens under load (PostgreSQL). Writes benchmarks/results/latest.md, latest.json
+and (with matplotlib) latest.png and latest-scaling.png. Exits 1 if any row saw an error (a
+non-2xx answer). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -123,18 +128,29 @@ def server_environment(db_url: str, cache_url: str | None, scratch: Path) -> dic
 
 
 def setup_side(side: str, settings: str, env: dict[str, str]) -> dict[str, Any]:
+    return data_script("setup_data.py", [side], settings, env, timeout=300)
+
+
+def data_script(
+    script: str, arguments: list[str], settings: str, env: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    """Runs a data script of benchmarks/ in a subprocess (Django set up with ``settings``) and
+    returns the JSON of its ``BENCH-JSON`` line."""
     result = subprocess.run(  # noqa: S603
-        [sys.executable, str(ROOT / "benchmarks" / "setup_data.py"), side],
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments],
         env={**env, "DJANGO_SETTINGS_MODULE": settings},
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH-JSON ")]
     if result.returncode != 0 or not lines:
-        sys.exit(f"setting up {side} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        sys.exit(
+            f"{script} {' '.join(arguments)} failed:\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-3000:]}"
+        )
     return json.loads(lines[-1].removeprefix("BENCH-JSON "))
 
 
@@ -250,6 +266,9 @@ class Variant:
     side: str  # "ours", "peer" or "floor"
     spec: dict[str, Any]
     note: str = ""
+    # The cryptographic operations of one request, measured by crypto_floor():
+    # {"rs256_sign": n, "rs256_verify": n, "hs256_verify": n, "pbkdf2_sha256": n}.
+    crypto: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -289,6 +308,9 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "ours",
                     get(o, "/bench/verify", ours_access),
                     "RS256; revocation marks read from the cache",
+                    # none: the keystore remembers the tokens a process verified, and this
+                    # row presents one token over and over
+                    {},
                 ),
                 Variant(
                     "ours-api-me",
@@ -296,6 +318,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "ours",
                     get(o, "/api/me", ours_access),
                     "the example's view: + HasScope, email, scope, session",
+                    {},
                 ),
                 Variant(
                     "simplejwt",
@@ -303,6 +326,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "peer",
                     get(p, "/bench/verify/simplejwt", simplejwt_access),
                     "RS256; loads the user row",
+                    {"rs256_verify": 1},
                 ),
                 Variant(
                     "simplejwt-stateless",
@@ -310,6 +334,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "peer",
                     get(p, "/bench/verify/stateless", simplejwt_access),
                     "RS256; TokenUser from the claims",
+                    {"rs256_verify": 1},
                 ),
                 Variant(
                     "dot",
@@ -347,6 +372,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "ours",
                     {"kind": "post_json", "port": o, "path": "/api/token", "body": credentials},
                     "session row + refresh row + audit row; throttle counters",
+                    {"rs256_sign": 1},
                 ),
                 Variant(
                     "simplejwt-blacklist",
@@ -354,6 +380,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "peer",
                     {"kind": "post_json", "port": p, "path": "/api/token/", "body": credentials},
                     "OutstandingToken row",
+                    {"rs256_sign": 2},
                 ),
                 Variant(
                     "simplejwt",
@@ -361,6 +388,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "peer",
                     {"kind": "post_json", "port": pn, "path": "/api/token/", "body": credentials},
                     "no write",
+                    {"rs256_sign": 2},
                 ),
             ],
             baseline="ours",
@@ -385,6 +413,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                         "field_out": "refresh_token",
                     },
                     "row lock + compare-and-set + audit row",
+                    {"rs256_sign": 1},
                 ),
                 Variant(
                     "simplejwt-rotate-blacklist",
@@ -400,6 +429,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                         "field_out": "refresh",
                     },
                     "ROTATE_REFRESH_TOKENS + BLACKLIST_AFTER_ROTATION",
+                    {"rs256_verify": 1, "rs256_sign": 2},
                 ),
             ],
             baseline="ours",
@@ -417,6 +447,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     cc(o, "/oauth2/token", {k: ours[k] for k in ("client_id", "client_secret")}),
                     f"JWT access token; secret hashed with `{ours['client_secret_hasher']}` "
                     "(salted SHA-256)",
+                    {"rs256_sign": 1},
                 ),
                 Variant(
                     "dot-stock",
@@ -425,6 +456,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     cc(p, "/o/token/", pbkdf2),
                     f"opaque token; secret hashed with PBKDF2-SHA256, {iterations:,} iterations "
                     "(Django's default hasher)",
+                    {"pbkdf2_sha256": 1},
                 ),
                 Variant(
                     "dot-md5",
@@ -455,6 +487,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                         "secret": ours["api_key_secret"],
                     },
                     "jti once (cache add) + session + refresh + audit rows; 3 RS256 signatures",
+                    {"hs256_verify": 1, "rs256_sign": 3},
                 ),
             ],
             baseline="ours",
@@ -495,7 +528,62 @@ def measure_groups(
     return measured
 
 
-def summarise(groups: list[Group], measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+@dataclass
+class Bounds:
+    """What bounds a row's throughput: the floor row of its server (Django, DRF and the
+    middleware, nothing else) and the crypto floor of its work for ``parallel`` processes."""
+
+    floor_rows: dict[int, str]  # server port -> the key of that server's floor row
+    crypto: dict[str, Any]  # crypto_floor()'s result
+    parallel: int  # min(gunicorn workers, cores): processes that can sign at once
+
+
+#: Variant.crypto's operations -> their entries in crypto_floor()'s result.
+CRYPTO_OPERATIONS = {
+    "rs256_sign": "sign",
+    "rs256_verify": "verify",
+    "hs256_verify": "hs256_verify",
+    "pbkdf2_sha256": "pbkdf2_sha256",
+}
+
+
+def crypto_ceiling(work: dict[str, int], crypto: dict[str, Any], parallel: int) -> float | None:
+    """Requests per second ``parallel`` processes could serve doing nothing but ``work``'s
+    cryptography (None when the work has none)."""
+    seconds = sum(
+        count * crypto[CRYPTO_OPERATIONS[operation]]["microseconds"] / 1e6
+        for operation, count in work.items()
+        if CRYPTO_OPERATIONS[operation] in crypto
+    )
+    return round(parallel / seconds, 1) if seconds else None
+
+
+def bound(
+    row: dict[str, Any], variant: Variant, rows: dict[str, dict[str, Any]], bounds: Bounds
+) -> dict[str, Any] | None:
+    """The row's throughput as a share of min(its server's floor, the crypto floor of its
+    work)."""
+    floor_key = bounds.floor_rows.get(variant.spec.get("port", 0))
+    floor = rows[floor_key]["throughput"] if floor_key in rows else None
+    crypto = crypto_ceiling(variant.crypto, bounds.crypto, bounds.parallel)
+    candidates = [(value, name) for value, name in ((floor, "floor"), (crypto, "crypto")) if value]
+    if not candidates:
+        return None
+    limit_rps, limit = min(candidates)
+    return {
+        "floor_row": floor_key,
+        "floor_rps": floor,
+        "crypto_work": variant.crypto,
+        "crypto_rps": crypto,
+        "limit": limit,
+        "limit_rps": limit_rps,
+        "percent": round(100 * row["throughput"] / limit_rps, 1),
+    }
+
+
+def summarise(
+    groups: list[Group], measured: dict[str, dict[str, Any]], bounds: Bounds | None = None
+) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for group in groups:
         for variant in group.variants:
@@ -527,6 +615,11 @@ def summarise(groups: list[Group], measured: dict[str, dict[str, Any]]) -> list[
                 "cache_round_trips_per_request": report.query_summary(cache_calls),
                 "probe_statuses": data["probe"]["statuses"],
             }
+    if bounds is not None:
+        for group in groups:
+            for variant in group.variants:
+                key = f"{group.id}/{variant.id}"
+                rows[key]["bound"] = bound(rows[key], variant, rows, bounds)
     summary = []
     for group in groups:
         baseline = rows[f"{group.id}/{group.baseline}"]
@@ -562,8 +655,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 # --------------------------------------------------------------------------- crypto floor
 
 
-def crypto_floor(seconds: float) -> dict[str, Any]:
-    """PyJWT RS256 sign and verify of an access-token-sized JWT, in this process (one core)."""
+def crypto_floor(seconds: float, pbkdf2_rounds: int = 2) -> dict[str, Any]:
+    """PyJWT RS256 sign and verify of an access-token-sized JWT and HS256 verify of an API-key
+    assertion, for ``seconds`` each, and PBKDF2, in this process (one core)."""
     import jwt
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -590,8 +684,16 @@ def crypto_floor(seconds: float) -> dict[str, Any]:
     def verify() -> None:
         jwt.decode(token, public, algorithms=["RS256"], audience="django-tokens", issuer=ISSUER)
 
+    hs256_secret = uuid.uuid4().hex * 2
+    assertion = jwt.encode(
+        {"iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}, hs256_secret, algorithm="HS256"
+    )
+
+    def hs256_verify() -> None:
+        jwt.decode(assertion, hs256_secret, algorithms=["HS256"])
+
     result: dict[str, Any] = {"key": "RSA 2048", "token_bytes": len(token)}
-    for name, operation in (("sign", sign), ("verify", verify)):
+    for name, operation in (("sign", sign), ("verify", verify), ("hs256_verify", hs256_verify)):
         for _ in range(50):
             operation()
         count, started = 0, time.perf_counter()
@@ -607,7 +709,419 @@ def crypto_floor(seconds: float) -> dict[str, Any]:
             "per_second": round(count / elapsed, 1),
             "microseconds": round(elapsed / count * 1e6, 1),
         }
+    result["pbkdf2_sha256"] = pbkdf2_floor(pbkdf2_rounds)
     return result
+
+
+def pbkdf2_floor(rounds: int) -> dict[str, Any]:
+    """One PBKDF2-SHA256 check at Django's default iteration count (what stock DOT's client
+    secret costs), ``rounds`` times."""
+    import hashlib
+
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    iterations = PBKDF2PasswordHasher.iterations
+    started = time.perf_counter()
+    for _ in range(rounds):
+        hashlib.pbkdf2_hmac("sha256", b"client-secret", b"salt" * 4, iterations)
+    elapsed = time.perf_counter() - started
+    return {
+        "per_second": round(rounds / elapsed, 2),
+        "microseconds": round(elapsed / rounds * 1e6, 1),
+        "iterations": iterations,
+    }
+
+
+# --------------------------------------------------------------------------- scaling
+
+WORKER_COUNTS = (1, 2, 4)
+#: The rows the workers section keeps from plan(), per group, in this order.
+WORKER_ROWS = {
+    "verify": ["ours", "simplejwt", "floor-ours", "floor-peer"],
+    "client_credentials": ["ours", "dot-md5"],
+}
+DATABASE_SIZES = (1_000, 100_000, 1_000_000)
+#: Seconds of unrecorded load per row on freshly started servers.
+WARM_UP = 0.5
+#: Seconds of issuance load before the purge (the reference), and around it.
+PURGE_BASELINE = 5.0
+PURGE_MARGIN = 1.0
+#: The purge is stopped (and the run flagged) if it takes longer than this.
+PURGE_TIME_LIMIT = 900.0
+PURGE_STEP = re.compile(
+    r"^(refresh tokens|sessions|audit events|oauth2 rows|signing keys retired): (\d+)$"
+)
+OURS_SETTINGS = "benchmarks.ours_settings"
+
+
+def with_rows(args: argparse.Namespace, duration: float, rounds: int) -> argparse.Namespace:
+    """``args`` with another row length, for measure_groups()."""
+    return argparse.Namespace(**{**vars(args), "duration": duration, "rounds": rounds})
+
+
+def warm_up(groups: list[Group], pool: LoadPool, seconds: float = WARM_UP) -> None:
+    """A short unrecorded block of every row on freshly started servers: a worker's first
+    requests import code and load the signing keys, which a short row would measure."""
+    for group in groups:
+        for variant in group.variants:
+            key = f"warm-up/{group.id}/{variant.id}"
+            pool.prepare(key, variant.spec)
+            pool.run(key, 0.0, seconds)
+
+
+def measure_workers(
+    env: dict[str, str],
+    scratch: Path,
+    args: argparse.Namespace,
+    ours: dict[str, Any],
+    peer: dict[str, Any],
+    pool: LoadPool,
+    crypto: dict[str, Any],
+) -> dict[str, Any]:
+    """Verify and client_credentials (the WORKER_ROWS) with 1, 2 and 4 gunicorn workers per
+    server: fresh servers for each count, the same rows as the main tables, shorter."""
+    started = time.monotonic()
+    points = []
+    for workers in WORKER_COUNTS:
+        print(f"\n==== scaling: {workers} gunicorn worker(s) per server")
+        servers = [
+            Server(f"ours-{workers}w", OURS_SETTINGS, "example_project.wsgi:application"),
+            Server(
+                f"peer-{workers}w", "benchmarks.peers.settings", "benchmarks.peers.wsgi:application"
+            ),
+        ]
+        with servers_running(servers, env, workers, scratch):
+            ports = {"ours": servers[0].port, "peer": servers[1].port}
+            ports["peer-noblacklist"] = ports["peer"]  # its rows are not kept here
+            groups = [
+                Group(
+                    group.id,
+                    group.title,
+                    group.measures,
+                    [v for v_id in WORKER_ROWS[group.id] for v in group.variants if v.id == v_id],
+                    group.baseline,
+                )
+                for group in plan(ports, ours, peer)
+                if group.id in WORKER_ROWS
+            ]
+            warm_up(groups, pool)
+            measured = measure_groups(
+                groups, pool, with_rows(args, args.scaling_duration, args.scaling_rounds)
+            )
+        bounds = Bounds(
+            {ports["ours"]: "verify/floor-ours", ports["peer"]: "verify/floor-peer"},
+            crypto,
+            min(workers, os.cpu_count() or 1),
+        )
+        points.append({"workers": workers, "groups": summarise(groups, measured, bounds)})
+    return {
+        "worker_counts": list(WORKER_COUNTS),
+        "seconds_per_row": args.scaling_duration,
+        "blocks_per_row": args.scaling_rounds,
+        "points": points,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def measure_database_size(
+    env: dict[str, str],
+    scratch: Path,
+    args: argparse.Namespace,
+    ours: dict[str, Any],
+    pool: LoadPool,
+) -> dict[str, Any]:
+    """Password issuance and refresh with 10^3, 10^5 and 10^6 stored sessions (each with its
+    refresh token and audit entry, benchmarks/scale_data.py), then ``purge_tokens`` removing
+    the filler while issuance runs."""
+    started = time.monotonic()
+    timeout = PURGE_TIME_LIMIT
+    print("\n==== database size: removing the benchmark users' sessions ...")
+    reset = data_script("scale_data.py", ["reset"], OURS_SETTINGS, env, timeout)
+    credentials = {"username": ours["username"], "password": ours["password"]}
+    server = Server("ours-size", OURS_SETTINGS, "example_project.wsgi:application")
+    points = []
+    with servers_running([server], env, args.workers, scratch):
+        port = server.port
+        issuance = {"kind": "post_json", "port": port, "path": "/api/token", "body": credentials}
+        for size in DATABASE_SIZES:
+            print(f"\n==== database size: {size:,} stored sessions")
+            fill = data_script("scale_data.py", ["fill", str(size)], OURS_SETTINGS, env, timeout)
+            print(
+                f"   filled: {fill['added']:,} sessions added in {fill['seconds']:.1f} s; "
+                f"tables now {fill['counts']}"
+            )
+            group = Group(
+                f"size-{size}",
+                f"{size:,} stored sessions",
+                "",
+                [
+                    Variant(
+                        "issuance",
+                        "ours: `POST /api/token`",
+                        "ours",
+                        issuance,
+                    ),
+                    Variant(
+                        "refresh",
+                        "ours: `POST /api/token/refresh`",
+                        "ours",
+                        {
+                            "kind": "refresh_chain",
+                            "port": port,
+                            "obtain_path": "/api/token",
+                            "obtain_body": credentials,
+                            "path": "/api/token/refresh",
+                            "field_in": "refresh_token",
+                            "field_out": "refresh_token",
+                        },
+                    ),
+                ],
+                baseline="issuance",
+            )
+            if not points:
+                warm_up([group], pool)
+            measured = measure_groups(
+                [group], pool, with_rows(args, args.scaling_duration, args.scaling_rounds)
+            )
+            rows = summarise([group], measured)[0]["rows"]
+            points.append({"sessions": size, "fill": fill, "rows": rows})
+        purge = measure_purge(issuance, env, pool, args)
+    print("   deleting what is left of the filler (live sessions, audit entries) ...")
+    cleanup = data_script("scale_data.py", ["cleanup"], OURS_SETTINGS, env, timeout)
+    first = {row["variant"]: row["throughput"] for row in points[0]["rows"]}
+    for point in points:
+        for row in point["rows"]:
+            row["over_smallest"] = ratio(row["throughput"], first[row["variant"]])
+    return {
+        "sizes": list(DATABASE_SIZES),
+        "seconds_per_row": args.scaling_duration,
+        "blocks_per_row": args.scaling_rounds,
+        "gunicorn_workers": args.workers,
+        "reset": reset,
+        "points": points,
+        "purge": purge,
+        "cleanup": cleanup,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def measure_purge(
+    issuance: dict[str, Any], env: dict[str, str], pool: LoadPool, args: argparse.Namespace
+) -> dict[str, Any]:
+    """``manage.py purge_tokens`` while the clients keep ``POST /api/token`` going: issuance
+    throughput and latency before and during the purge, and the longest time no request
+    completed (a stall)."""
+    key = "purge/issuance"
+    pool.prepare(key, issuance)
+    print(f"\n==== purge_tokens under issuance load: {PURGE_BASELINE:g} s of load first ...")
+    opened = pool.start(key, args.warmup, limit=PURGE_BASELINE)
+    time.sleep(max(0.0, opened + PURGE_BASELINE - time.monotonic()) + 0.05)
+    before = load_window(pool.halt(), opened, opened + PURGE_BASELINE)
+    print(
+        f"   before: {before['throughput']:.1f} req/s, p99 {before['p99_ms']} ms, "
+        f"max {before['max_ms']} ms"
+    )
+    opened = pool.start(key, args.warmup, limit=PURGE_TIME_LIMIT + 60)
+    purge: dict[str, Any] = {}
+    try:
+        time.sleep(max(0.0, opened - time.monotonic()) + PURGE_MARGIN)
+        with LockWaits(env["DATABASE_URL"]) as lock_waits:
+            purge = run_purge(env)
+        time.sleep(PURGE_MARGIN)
+    finally:
+        halted = time.monotonic()
+        load = pool.halt()
+    during = load_window(load, purge["started"], purge["ended"])
+    print(
+        f"   purge: {purge['seconds']:.1f} s, {purge['rows_removed']:,} rows removed "
+        f"{purge['counts']}; during: {during['throughput']:.1f} req/s, p99 {during['p99_ms']} ms, "
+        f"max {during['max_ms']} ms, longest gap {during['longest_gap_ms']} ms; "
+        f"lock waits in {lock_waits.waiting} of {lock_waits.samples} samples"
+    )
+    timeline = []
+    origin = purge["started"]
+    second = opened
+    while second < halted - 0.5:
+        window = load_window(load, second, min(second + 1.0, halted))
+        timeline.append(
+            {
+                "t": round(second - origin, 2),
+                "throughput": window["throughput"],
+                "max_ms": window["max_ms"],
+                "errors": window["errors"],
+            }
+        )
+        second += 1.0
+    purge.pop("started")
+    purge.pop("ended")
+    return {
+        **purge,
+        "lock_waits": {
+            "samples": lock_waits.samples,
+            "interval_seconds": LockWaits.INTERVAL,
+            "samples_with_a_wait": lock_waits.waiting,
+            "most_waiting": lock_waits.most,
+            "examples": lock_waits.examples,
+        },
+        "load_before": before,
+        "load_during": during,
+        "throughput_during_over_before": ratio(during["throughput"], before["throughput"]),
+        "timeline": timeline,
+        "flagged": purge["returncode"] != 0 or bool(during["errors"] or before["errors"]),
+    }
+
+
+class LockWaits:
+    """Samples PostgreSQL's ``pg_stat_activity`` every INTERVAL seconds, from a thread, while
+    the block runs: how often some backend of the database was waiting for a lock (what a
+    purge that blocked issuance would show) — the sampling connection aside."""
+
+    INTERVAL = 0.1
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples = 0
+        self.waiting = 0
+        self.most = 0
+        self.examples: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _sample(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            while not self._stop.is_set():
+                rows = connection.execute(
+                    "SELECT wait_event, left(query, 120) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchall()
+                self.samples += 1
+                if rows:
+                    self.waiting += 1
+                    self.most = max(self.most, len(rows))
+                    if len(self.examples) < 5:
+                        self.examples.append(f"{rows[0][0]}: {rows[0][1]}")
+                self._stop.wait(self.INTERVAL)
+
+
+def run_purge(env: dict[str, str]) -> dict[str, Any]:
+    """``manage.py purge_tokens`` with ours' settings; each step's count and when it ended."""
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, str(ROOT / "manage.py"), "purge_tokens"],
+        env={**env, "DJANGO_SETTINGS_MODULE": OURS_SETTINGS},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own group: stopped below, also on Ctrl-C
+    )
+    started = time.monotonic()
+    lines: list[tuple[float, str]] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append((time.monotonic(), line.rstrip()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        returncode = process.wait(PURGE_TIME_LIMIT)
+    except subprocess.TimeoutExpired:
+        returncode = -1
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+    ended = time.monotonic()
+    reader.join(5)
+    steps = []
+    for at, line in lines:
+        match = PURGE_STEP.match(line)
+        if match:
+            steps.append(
+                {"step": match[1], "count": int(match[2]), "at_seconds": round(at - started, 2)}
+            )
+    counts = {step["step"]: step["count"] for step in steps}
+    return {
+        "command": "manage.py purge_tokens (batches of 5000)",
+        "started": started,
+        "ended": ended,
+        "seconds": round(ended - started, 2),
+        "returncode": returncode,
+        "timed_out": returncode == -1,
+        "steps": steps,
+        "counts": counts,
+        "rows_removed": sum(
+            count for step, count in counts.items() if step != "signing keys retired"
+        ),
+        "output_tail": [line for _, line in lines][-15:],
+    }
+
+
+def load_window(load: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+    """Issuance in [start, end): throughput, latency percentiles, the slowest request and the
+    longest time in which no request completed."""
+    pairs = [
+        (done, latency)
+        for done, latency in zip(load["completed"], load["latencies"], strict=True)
+        if start <= done < end
+    ]
+    times = sorted(done for done, _ in pairs)
+    latencies = sorted(latency for _, latency in pairs)
+    seconds = max(end - start, 1e-9)
+    edges = [start, *times, end]
+    return {
+        "seconds": round(seconds, 2),
+        "requests": len(times),
+        "throughput": round(len(times) / seconds, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2) if latencies else None,
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2) if latencies else None,
+        "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
+        "longest_gap_ms": round(max(b - a for a, b in itertools.pairwise(edges)) * 1000, 1),
+        "errors": sum(1 for failed in load["failed"] if start <= failed < end),
+    }
+
+
+def run_scaling(
+    env: dict[str, str],
+    scratch: Path,
+    args: argparse.Namespace,
+    ours: dict[str, Any],
+    peer: dict[str, Any],
+    crypto: dict[str, Any],
+) -> dict[str, Any]:
+    if args.no_scaling:
+        return {"skipped": "--no-scaling"}
+    scaling: dict[str, Any] = {}
+    with LoadPool(args.clients) as pool:
+        scaling["workers"] = measure_workers(env, scratch, args, ours, peer, pool, crypto)
+        if not ours["database"].startswith("postgresql"):
+            reason = (
+                "needs PostgreSQL (DATABASE_URL): the filler is written with PostgreSQL's bulk "
+                "SQL (generate_series), and SQLite's single writer lock would make the purge "
+                "under load a measure of that lock"
+            )
+            print(f"\n==== database size: skipped, it {reason}")
+            scaling["database_size"] = {"skipped": reason}
+        elif args.quick:
+            reason = "--quick (filling and purging 10^6 sessions takes minutes)"
+            print(f"\n==== database size: skipped, {reason}")
+            scaling["database_size"] = {"skipped": reason}
+        else:
+            scaling["database_size"] = measure_database_size(env, scratch, args, ours, pool)
+    return scaling
 
 
 # --------------------------------------------------------------------------- machine
@@ -678,11 +1192,35 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--probe", type=int, default=4, help="query-count probes per row")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--keep-scratch", action="store_true", help="keep logs and SQLite file")
+    parser.add_argument(
+        "--no-scaling", action="store_true", help="skip the scaling sections (workers, data size)"
+    )
+    parser.add_argument(
+        "--scaling-duration", type=float, help="measured s per scaling row (3; quick 1)"
+    )
+    parser.add_argument("--scaling-rounds", type=int, help="blocks per scaling row (2; quick 1)")
     args = parser.parse_args()
     quick = args.quick
     args.duration = args.duration or (2.0 if quick else 10.0)
     args.rounds = args.rounds or (1 if quick else 4)
+    args.scaling_duration = args.scaling_duration or (1.0 if quick else 3.0)
+    args.scaling_rounds = args.scaling_rounds or (1 if quick else 2)
     return args
+
+
+def estimate_seconds(args: argparse.Namespace, postgres: bool) -> float:
+    """What the run should take on a quiet machine (the fills and the purge are guesses)."""
+    per_block = args.warmup + 0.3
+    seconds = 16 * (args.duration + args.rounds * per_block) + 40
+    if args.no_scaling:
+        return seconds
+    scaling_row = args.scaling_duration + args.scaling_rounds * per_block
+    rows = sum(len(ids) for ids in WORKER_ROWS.values())
+    seconds += len(WORKER_COUNTS) * (rows * (scaling_row + WARM_UP + 0.3) + 8)
+    if postgres and not args.quick:
+        seconds += len(DATABASE_SIZES) * 2 * scaling_row + 2 * WARM_UP + 45  # + the fills
+        seconds += PURGE_BASELINE + 2 * PURGE_MARGIN + 90 + 20  # + the purge, the clean-up
+    return seconds
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -736,8 +1274,7 @@ def main() -> int:
 def _main(args: argparse.Namespace, scratch: Path, started: float) -> int:
     db_url = database_url(scratch)
     cache_url = redis_url()
-    http_rows = 16
-    estimate = http_rows * (args.duration + args.rounds * (args.warmup + 0.3)) + 40
+    estimate = estimate_seconds(args, db_url.startswith("postgres"))
     print(f"estimated duration: {estimate / 60:.1f} min")
     if estimate > TIME_BUDGET:
         print(f"warning: over the {TIME_BUDGET / 60:.0f}-minute budget; lower --duration")
@@ -745,7 +1282,7 @@ def _main(args: argparse.Namespace, scratch: Path, started: float) -> int:
     load_before = os.getloadavg()
 
     print("crypto floor (in-process) ...")
-    crypto = crypto_floor(1.0 if args.quick else 2.0)
+    crypto = crypto_floor(1.0 if args.quick else 2.0, 1 if args.quick else 2)
 
     env = server_environment(db_url, cache_url, scratch)
     print("setting up the database (migrate, user, keys, clients) ...")
@@ -765,29 +1302,43 @@ def _main(args: argparse.Namespace, scratch: Path, started: float) -> int:
         print("servers: " + ", ".join(f"{name} :{port}" for name, port in ports.items()))
         groups = plan(ports, ours, peer)
         measured = measure_groups(groups, pool, args)
-
-    summary = summarise(groups, measured)
+    floors = {
+        ports["ours"]: "verify/floor-ours",
+        ports["peer"]: "verify/floor-peer",
+        ports["peer-noblacklist"]: "verify/floor-peer",  # the same project, one app fewer
+    }
+    bounds = Bounds(floors, crypto, min(args.workers, os.cpu_count() or 1))
+    summary = summarise(groups, measured, bounds)
+    main_seconds = time.monotonic() - started
+    load_after_main = os.getloadavg()
+    scaling = run_scaling(env, scratch, args, ours, peer, crypto)
     info = machine(ours["database"], cache_url, args.workers, args)
     info["load_average_before"] = [round(x, 2) for x in load_before]
+    info["load_average_after_main_rows"] = [round(x, 2) for x in load_after_main]
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     elapsed = time.monotonic() - started
     results = {
         "date": date,
         "elapsed_seconds": round(elapsed, 1),
         "machine": info,
+        "main_rows_seconds": round(main_seconds, 1),
         "groups": summary,
         "crypto_floor": crypto,
+        "scaling": scaling,
     }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = report.markdown(results)
     (args.output / "latest.md").write_text(markdown)
     chart = report.chart(results, args.output / "latest.png")
+    scaling_chart = report.scaling_chart(results, args.output / "latest-scaling.png")
     print("\n" + markdown)
     print(f"written: {args.output / 'latest.md'}, {args.output / 'latest.json'}")
     print(chart)
+    print(scaling_chart)
     print(f"total time: {elapsed:.0f} s")
     flagged = [row["id"] for group in summary for row in group["rows"] if row["flagged"]]
+    flagged += report.scaling_flagged(scaling)
     if flagged:
         print(f"FLAGGED (errors or no successful request): {', '.join(sorted(set(flagged)))}")
         return 1
