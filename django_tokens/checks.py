@@ -100,7 +100,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             Warning(
                 f"The cache {alias!r} is local to each process ({backend.rsplit('.', 1)[-1]}).",
                 hint="Failure throttles, replay records and revocation marks must be shared by "
-                "every server process: use django.core.cache.backends.redis.RedisCache.",
+                "every server process: use django_tokens.cache.RedisCache (Django's Redis backend, "
+                "one client per pool).",
                 id="django_tokens.W002",
             )
         )

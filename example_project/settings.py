@@ -87,7 +87,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if os.environ.get("REDIS_URL"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_tokens.cache.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
             # A Redis that hangs costs a request at most a second per call before the token
             # endpoints answer 503 (redis-py 5 waits forever by default, later versions 5 s).

@@ -78,7 +78,7 @@ def unreachable_cache(**overrides: Any) -> override_settings:
     caches = {
         **settings.CACHES,
         "unreachable": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_tokens.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",
         },
     }

@@ -533,7 +533,7 @@ def test_verification_keeps_working_when_the_revocation_cache_is_unreachable(
 ) -> None:
     assert me(client, tokens["access_token"]).status_code == 200
     unreachable = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "django_tokens.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:1/0",
     }
 

@@ -11,7 +11,7 @@ from tests.keys import FERNET_KEY_NEW, FERNET_KEY_OLD
 
 REDIS_CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "django_tokens.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:6379/0",
     }
 }
@@ -250,4 +250,13 @@ def test_e011_durations_must_be_zero_or_more(changes):
 )
 def test_zero_and_timedelta_durations_are_fine(changes):
     with production({**GOOD_TOKENS, **changes}):
+        assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    "backend", ["django_tokens.cache.RedisCache", "django.core.cache.backends.redis.RedisCache"]
+)
+def test_either_redis_backend_is_shared_by_every_process(backend):
+    caches = {"default": {**REDIS_CACHES["default"], "BACKEND": backend}}
+    with production(CACHES=caches):
         assert check_settings() == []

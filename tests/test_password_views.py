@@ -51,7 +51,7 @@ def unreachable_cache() -> override_settings:
     caches = {
         **settings.CACHES,
         "unreachable": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_tokens.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",
         },
     }

@@ -36,7 +36,7 @@ def unreachable_cache():
     caches = {
         **settings.CACHES,
         "unreachable": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_tokens.cache.RedisCache",
             "LOCATION": UNREACHABLE_REDIS,
         },
     }
