@@ -26,11 +26,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
+from django.conf import settings
+from django.core.cache import caches
 from django.db import connection, transaction
 from django.test import Client
 from oauth2_provider.models import AccessToken, Application
@@ -39,6 +43,7 @@ from django_tokens import api_keys, errors
 from django_tokens.api_keys import IssuedSecret
 from django_tokens.conf import token_settings
 from django_tokens.models import ApiKey, AuditEvent, RefreshToken, Session
+from django_tokens.services.api_key import RECORDS_SINCE_KEY, exchange_assertion
 from tests.conftest import clear_cache
 from tests.test_api_key_multiprocess import sign_assertion as sign_assertion_now
 from tests.test_multiprocess import (
@@ -61,6 +66,7 @@ LOCK_WAIT_TIMEOUT = 10.0
 UNAVAILABLE = {"error": "temporarily_unavailable", "message": errors.TemporarilyUnavailable.message}
 SERVER_ERROR = {"error": "server_error", "message": "Unknown Error Occurred"}
 CREDENTIALS_REFUSED = {"error": "invalid_credentials", "message": errors.CREDENTIALS_MESSAGE}
+ISSUER = settings.DJANGO_TOKENS["ISSUER"]
 TERMINATED = "terminating connection due to administrator command"
 
 
@@ -442,6 +448,37 @@ def test_a_fresh_replay_store_accepts_assertions_signed_before_its_first_use(
     assert post_assertion(client, second).status_code == 200
     assert post_assertion(client, first).json() == CREDENTIALS_REFUSED
     assert post_assertion(client, second).json() == CREDENTIALS_REFUSED
+
+
+@pytest.mark.django_db
+def test_an_exchange_that_read_the_clock_before_the_records_began_is_not_older_than_them(
+    api_key: IssuedSecret,
+) -> None:
+    """Two exchanges reach a fresh replay store at once: one reads the clock, the other then
+    writes when the records began, a few milliseconds later, and the first is accepted under
+    those records. Its session opens no earlier than they began, so the key's next assertion
+    of the same second is accepted: nothing of that key was accepted before the records."""
+    clear_cache()
+    issued_at = int(time.time())
+    read_clock = datetime.fromtimestamp(issued_at, UTC) + timedelta(milliseconds=500)
+    stamp = int(read_clock.timestamp() * 1000) + 7
+    caches[token_settings.CACHE_ALIAS].add(RECORDS_SINCE_KEY, stamp, timeout=None)
+
+    def signed() -> str:
+        claims = {"iat": issued_at, "exp": issued_at + 60, "jti": uuid.uuid4().hex}
+        headers = {"kid": api_key.api_key.key_id}
+        return jwt.encode(claims, api_key.secret, algorithm="HS256", headers=headers)
+
+    first, second = signed(), signed()
+    exchange_assertion(first, issuer=ISSUER, client_ip=None, now=read_clock)
+    opened = Session.objects.get(api_key=api_key.api_key)
+    assert opened.created_at >= datetime.fromtimestamp(stamp / 1000, UTC)
+
+    later = read_clock + timedelta(milliseconds=20)
+    exchange_assertion(second, issuer=ISSUER, client_ip=None, now=later)
+    with pytest.raises(errors.InvalidCredentials):
+        exchange_assertion(first, issuer=ISSUER, client_ip=None, now=later)
+    assert Session.objects.filter(api_key=api_key.api_key).count() == 2
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------

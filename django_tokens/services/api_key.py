@@ -197,17 +197,22 @@ def _check_lifetime(claims: dict, now: datetime) -> int:
 
 def _accept_once(
     api_key: ApiKey, key_id: str, claims: dict, expires_at: int, now: datetime
-) -> None:
+) -> datetime:
     """Record the assertion's ``jti``; a second presentation within its lifetime is a replay.
 
     ``cache.add`` is atomic on a shared cache (Redis), so this holds across processes. If the
     cache cannot be reached the assertion is refused (503): never an accepted replay. If it
     lost its records meanwhile, an assertion signed before that is refused when its key
     opened a session since the assertion could first have been accepted: it may be a replay.
+
+    Returns when the session of an accepted assertion opens: ``now``, or when the records
+    began if that is later. A request that read the clock before a concurrent one wrote the
+    stamp was still accepted under the records, so its session must not look older than them
+    (it would make the key's next assertion of the same second look like a replay).
     """
     jti = claims.get("jti")
     if jti is None and not token_settings.API_KEY_REQUIRE_JTI:
-        return
+        return now
     if not _plain_text(jti, MAX_JTI_LENGTH):
         raise _refused()
     timeout = max(1, int(expires_at - now.timestamp()) + token_settings.LEEWAY)
@@ -223,13 +228,15 @@ def _accept_once(
         logger.warning("Replayed assertion refused for API key %r.", key_id)
         raise _refused()
     issued_at = claims["iat"]
-    if issued_at * 1000 < since and _opened_session_before(api_key, issued_at, since):
+    began = _from_milliseconds(since)
+    if issued_at * 1000 < since and _opened_session_before(api_key, issued_at, began):
         logger.warning(
             "Assertion for API key %r signed before the replay store lost its records, "
             "while the key opened a session: refused as a possible replay.",
             key_id,
         )
         raise _refused()
+    return max(now, began)
 
 
 def _records_since(cache: Any, now: datetime) -> int:
@@ -244,11 +251,16 @@ def _records_since(cache: Any, now: datetime) -> int:
     return int(since) if since is not None else int(now.timestamp() * 1000)
 
 
-def _opened_session_before(api_key: ApiKey, issued_at: float, since: int) -> bool:
+def _from_milliseconds(milliseconds: int) -> datetime:
+    return datetime.fromtimestamp(milliseconds // 1000, UTC) + timedelta(
+        milliseconds=milliseconds % 1000
+    )
+
+
+def _opened_session_before(api_key: ApiKey, issued_at: float, began: datetime) -> bool:
     """Whether an assertion issued at ``issued_at`` may have been accepted before the replay
-    store's records began (``since``, in milliseconds): the key opened a session in between
-    (an assertion is accepted at the earliest ``LEEWAY`` seconds before its ``iat``)."""
-    began = datetime.fromtimestamp(since // 1000, UTC) + timedelta(milliseconds=since % 1000)
+    store's records began: the key opened a session in between (an assertion is accepted
+    at the earliest ``LEEWAY`` seconds before its ``iat``)."""
     return Session.objects.filter(
         api_key=api_key,
         created_at__gte=datetime.fromtimestamp(issued_at - token_settings.LEEWAY, UTC),
@@ -298,8 +310,8 @@ def exchange_assertion(
             raise _refused()
         claims = _verified_claims(assertion, api_key, algorithm, now)
         expires_at = _check_lifetime(claims, now)
-        _accept_once(api_key, key_id, claims, expires_at, now)
-    return _open_session(api_key, issuer=issuer, now=now)
+        opens_at = _accept_once(api_key, key_id, claims, expires_at, now)
+    return _open_session(api_key, issuer=issuer, now=opens_at)
 
 
 # -- email and password --------------------------------------------------------------------
