@@ -20,8 +20,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import itertools
 import json
 import multiprocessing
+import os
 import signal
 import time
 import uuid
@@ -72,12 +74,20 @@ class Scenario:
 
 
 class Get(Scenario):
-    """``GET path``, with ``Authorization: Bearer <token>`` when the spec has a token."""
+    """``GET path``, with ``Authorization: Bearer <token>`` when the spec has a token; with
+    ``tokens``, a different one each request, in turn (each client process starts elsewhere
+    in the list)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        tokens = spec.get("tokens") or ([spec["token"]] if spec.get("token") else [])
+        start = os.getpid() * 7919 % len(tokens) if tokens else 0
+        self.tokens = itertools.cycle(tokens[start:] + tokens[:start]) if tokens else None
 
     def request(self) -> Request:
         headers = {"Accept": "application/json"}
-        if self.spec.get("token"):
-            headers["Authorization"] = f"Bearer {self.spec['token']}"
+        if self.tokens is not None:
+            headers["Authorization"] = f"Bearer {next(self.tokens)}"
         return ("GET", self.spec["path"], None, headers)
 
 

@@ -61,6 +61,35 @@ def _client_credentials_app(client_id: str, owner: Any, client_secret: str) -> A
     return application
 
 
+#: Distinct access tokens for the verify row that never presents one token twice in a row:
+#: more than a process remembers (``keystore.VERIFIED_TOKENS_REMEMBERED``), so every request
+#: checks a signature.
+VARIED_TOKENS = 4096
+
+
+def _varied_access_tokens(user: Any) -> list[str]:
+    """Access tokens of one password session, minted in-process as ``POST /api/token`` would
+    (the same keys, claims and lifetime), each with its own ``jti``."""
+    from django_tokens import keystore, sessions
+    from django_tokens.conf import token_settings
+    from django_tokens.models import Session
+    from django_tokens.tokens import issue_access_token
+
+    issuer = token_settings.ISSUER or "http://127.0.0.1"
+    assert VARIED_TOKENS > keystore.VERIFIED_TOKENS_REMEMBERED
+    session = sessions.start(user, service=Session.Service.PASSWORD).session
+    return [
+        issue_access_token(
+            user,
+            session_id=str(session.pk),
+            scopes=token_settings.PASSWORD_SCOPES,
+            service=Session.Service.PASSWORD,
+            issuer=issuer,
+        ).token
+        for _ in range(VARIED_TOKENS)
+    ]
+
+
 def ours() -> dict[str, Any]:
     from django.db import connection
     from oauth2_provider.generators import generate_client_secret
@@ -87,6 +116,7 @@ def ours() -> dict[str, Any]:
     return {
         "username": USERNAME,
         "password": PASSWORD,
+        "varied_access_tokens": _varied_access_tokens(user),
         "api_key_id": issued.api_key.key_id,
         "api_key_secret": issued.secret,
         "client_id": OURS_CLIENT_ID,
