@@ -92,8 +92,9 @@ def start(
     """Open a session for ``user`` and issue the first refresh token of its family.
 
     A session opened with an API key ends when the key expires, if not before.
-    ``then(refreshed)`` runs inside the same transaction (a service mints its access token
-    there), so if it fails no session is left behind. Returns what ``then`` returns.
+    ``then(refreshed)`` runs last inside the same transaction (a service mints its access
+    token there, and may take a lock that it then holds for the commit alone), so if it
+    fails no session is left behind. Returns what ``then`` returns.
     """
     # Keys first: a key created now is active before the session it signs begins.
     _load_signing_key()
@@ -110,9 +111,9 @@ def start(
             created_at=now,
             expires_at=expires_at,
         )
-        result = then(_new_member(session, now))
+        refreshed = _new_member(session, now)
         _record(audit.Action.TOKEN_ISSUED, session, now, detail={"scope": session.scope})
-        return result
+        return then(refreshed)
 
 
 def rotate(

@@ -28,7 +28,9 @@ import requests
 import time_machine
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.conf import settings
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tokens import api_keys, keystore
@@ -574,6 +576,29 @@ def test_assertion_of_a_revoked_key_is_refused(
     api_keys.revoke(api_key.api_key.key_id)
 
     assert_refusal(exchange(client, sign_assertion(api_key)), CREDENTIALS_REFUSED)
+
+
+def test_the_keys_row_is_locked_last_so_exchanges_of_one_key_wait_only_for_a_commit(
+    client: Client, api_key: IssuedSecret
+) -> None:
+    """Every exchange of a key locks its row (``last_used_at``) against a concurrent
+    revocation; the lock is taken by the transaction's last statement, after the session,
+    its refresh token, the audit entry and the tokens (the ID token's metadata read), so
+    concurrent exchanges of one key never queue behind each other's signatures."""
+    assert_keycloak_response(exchange(client, sign_assertion(api_key)))  # keys created
+    with CaptureQueriesContext(connection) as captured:
+        response = exchange(client, sign_assertion(api_key))
+    assert_keycloak_response(response)
+    statements = [query["sql"] for query in captured.captured_queries]
+    lock = next(
+        i for i, sql in enumerate(statements) if sql.startswith('UPDATE "django_tokens_apikey"')
+    )
+    # Then only the commit (a savepoint's release when the test runs in a transaction).
+    assert all(sql.startswith("RELEASE SAVEPOINT") for sql in statements[lock + 1 :]), statements
+    before = " ".join(statements[:lock])
+    for table in ("session", "refreshtoken", "auditevent", "usermetadata"):
+        assert f'"django_tokens_{table}"' in before, table
+    assert ApiKey.objects.get(pk=api_key.api_key.pk).last_used_at is not None
 
 
 def test_assertion_of_an_expired_key_is_refused(client: Client, user: Any, frozen: Any) -> None:

@@ -270,15 +270,18 @@ def _opened_session_before(api_key: ApiKey, issued_at: float, began: datetime) -
 
 def _open_session(api_key: ApiKey, *, issuer: str, now: datetime) -> KeycloakResult:
     def mint(refreshed: sessions.Refreshed) -> KeycloakResult:
-        # In the session's transaction, and only while the key is not revoked: the UPDATE
+        tokens = _mint(api_key.owner, refreshed, issuer=issuer, audience=api_key.key_id, now=now)
+        # Last in the session's transaction, and only while the key is not revoked: the UPDATE
         # locks the key's row, so a concurrent revoke_api_key either happened before (and
-        # this refuses) or waits for this session to exist (and revokes it too).
+        # this refuses) or waits for this session to exist (and revokes it too). Every
+        # exchange of the key waits for that lock, so it is held for the commit alone, not
+        # for the signatures.
         still_live = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
             last_used_at=now
         )
         if not still_live:
             raise _refused()
-        return _mint(api_key.owner, refreshed, issuer=issuer, audience=api_key.key_id, now=now)
+        return tokens
 
     result: KeycloakResult = sessions.start(
         api_key.owner,
