@@ -139,7 +139,9 @@ def rotate(
     with transaction.atomic(using=router.db_for_write(RefreshToken)):
         try:
             member = (
-                RefreshToken.objects.select_related("session", "session__user", "session__api_key")
+                RefreshToken.objects.select_related(
+                    "session", "session__user", "session__user__token_metadata", "session__api_key"
+                )
                 .select_for_update(of=("session",))
                 .get(token_hash=token_hash)
             )

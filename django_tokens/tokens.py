@@ -150,10 +150,14 @@ METADATA_SCOPES = frozenset({"email", "app_metadata", "user_metadata"})
 
 
 def metadata_for(user: Any, scopes: Iterable[str]) -> Any:
-    """The user's :class:`~django_tokens.models.UserMetadata`, read only when a scope needs it."""
+    """The user's :class:`~django_tokens.models.UserMetadata`, read only when a scope needs it
+    (no query when the user was loaded with ``select_related(...token_metadata)``)."""
     if METADATA_SCOPES.isdisjoint(scopes):
         return None
-    return UserMetadata.objects.filter(user=user).first()
+    try:
+        return user.token_metadata
+    except UserMetadata.DoesNotExist:
+        return None
 
 
 #: Claims :func:`identity_claims` can add, by the scope that grants them.

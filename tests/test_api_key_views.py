@@ -30,10 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.conf import settings
 from django.db import connection
 from django.test import Client, override_settings
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_tokens import api_keys, keystore
+from django_tokens import api_keys, jws, keystore
 from django_tokens.api_keys import IssuedSecret
 from django_tokens.models import ApiKey, RefreshToken, Session, UserMetadata
 from tests.shapes import KEYCLOAK_KEYS
@@ -579,25 +578,40 @@ def test_assertion_of_a_revoked_key_is_refused(
 
 
 def test_the_keys_row_is_locked_last_so_exchanges_of_one_key_wait_only_for_a_commit(
-    client: Client, api_key: IssuedSecret
+    client: Client, api_key: IssuedSecret, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every exchange of a key locks its row (``last_used_at``) against a concurrent
     revocation; the lock is taken by the transaction's last statement, after the session,
-    its refresh token, the audit entry and the tokens (the ID token's metadata read), so
-    concurrent exchanges of one key never queue behind each other's signatures."""
+    its refresh token, the audit entry and the three signatures, so concurrent exchanges of
+    one key never queue behind each other's signatures. The key, its owner and the owner's
+    metadata come in one query."""
     assert_keycloak_response(exchange(client, sign_assertion(api_key)))  # keys created
-    with CaptureQueriesContext(connection) as captured:
+    events: list[str] = []
+    real_sign = jws.sign
+
+    def recorded_sign(*args: Any, **kwargs: Any) -> str:
+        events.append("sign")
+        return real_sign(*args, **kwargs)
+
+    def recorded_statement(execute: Any, sql: str, *args: Any) -> Any:
+        events.append(sql)
+        return execute(sql, *args)
+
+    monkeypatch.setattr(jws, "sign", recorded_sign)
+    with connection.execute_wrapper(recorded_statement):
         response = exchange(client, sign_assertion(api_key))
     assert_keycloak_response(response)
-    statements = [query["sql"] for query in captured.captured_queries]
+
     lock = next(
-        i for i, sql in enumerate(statements) if sql.startswith('UPDATE "django_tokens_apikey"')
+        i for i, event in enumerate(events) if event.startswith('UPDATE "django_tokens_apikey"')
     )
     # Then only the commit (a savepoint's release when the test runs in a transaction).
-    assert all(sql.startswith("RELEASE SAVEPOINT") for sql in statements[lock + 1 :]), statements
-    before = " ".join(statements[:lock])
-    for table in ("session", "refreshtoken", "auditevent", "usermetadata"):
-        assert f'"django_tokens_{table}"' in before, table
+    assert all(event.startswith("RELEASE SAVEPOINT") for event in events[lock + 1 :]), events
+    assert events[:lock].count("sign") == 3
+    before = " ".join(events[:lock])
+    for table in ("session", "refreshtoken", "auditevent"):
+        assert f'INSERT INTO "django_tokens_{table}"' in before, table
+    assert not any(event.startswith('SELECT "django_tokens_usermetadata"') for event in events)
     assert ApiKey.objects.get(pk=api_key.api_key.pk).last_used_at is not None
 
 

@@ -308,7 +308,11 @@ def exchange_assertion(
         raise
     limit = token_settings.THROTTLE_FAILURES_PER_KEY
     with throttling.counting_failures(throttling.buckets_for("key", key_id, limit, client_ip)):
-        api_key = ApiKey.objects.select_related("owner").filter(key_id=key_id).first()
+        api_key = (
+            ApiKey.objects.select_related("owner", "owner__token_metadata")
+            .filter(key_id=key_id)
+            .first()
+        )
         if api_key is None or not api_key.is_live(now) or not api_key.owner.is_active:
             raise _refused()
         claims = _verified_claims(assertion, api_key, algorithm, now)
