@@ -31,3 +31,7 @@ if "REDIS_URL" in os.environ:
         _prefix = f"django-tokens-test-{os.getpid()}-{_worker}"
         os.environ["DJANGO_TOKENS_TEST_CACHE_PREFIX"] = _prefix
     CACHES["default"]["KEY_PREFIX"] = _prefix  # noqa: F405
+
+# Django 6.1 sends mail through MAILERS and warns when it is not set; earlier versions ignore
+# the setting. The test environment swaps each mailer for the local-memory outbox.
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
 
+import django
 import jwt
 import pytest
 import requests
@@ -62,6 +63,8 @@ from tests.test_multiprocess import _free_port, _test_database_url
 
 pytestmark = pytest.mark.django_db
 
+#: Where the error mails go: address strings since Django 6.0, (name, address) pairs before.
+ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
 #: Loggers lowered to DEBUG for the run ("" is the root logger).
 DEBUG_LOGGERS = (
     "",
@@ -252,7 +255,7 @@ def leaks(mailoutbox: list[Any]) -> Iterator[LeakCheck]:
     for alias in connections:
         connections[alias].force_debug_cursor = True
     try:
-        with override_settings(DEBUG=False, ADMINS=[("Ops", "ops@example.com")]):
+        with override_settings(DEBUG=False, ADMINS=ADMINS):
             yield LeakCheck(recorder.records)
     finally:
         for alias, value in forced.items():
