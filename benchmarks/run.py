@@ -308,7 +308,7 @@ def plan(ports: dict[str, int], ours: dict[str, Any], peer: dict[str, Any]) -> l
                     "ours",
                     get(o, "/bench/verify", ours_access),
                     "RS256; one token over and over: its signature checked once per process; "
-                    "revocation marks read from the cache",
+                    "revocation marks known from the feed (Redis pub/sub), else read",
                     # none: the keystore remembers the tokens a process verified, and this
                     # row presents one token over and over
                     {},

@@ -3,7 +3,8 @@
 ``JWTAuthentication`` extends djangorestframework-simplejwt's class of the same name: its
 header parsing is kept, token validation uses this app's keystore (the key chosen by ``kid``,
 its algorithm pinned) and the user is a :class:`TokenUser` built from the claims. Verifying a
-token costs no database query; the revocation mark of its session is read from the cache.
+token costs no database query; the revocation mark of its session comes from the cache, and
+on Redis from the process's revocation feed without a round trip once known.
 """
 
 from __future__ import annotations

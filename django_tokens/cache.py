@@ -52,3 +52,11 @@ class RedisCache(django_redis.RedisCache):
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+
+def redis_client(cache: Any) -> Any:
+    """The primary's redis-py client behind a Django Redis cache (Django's backend or this
+    one), or None for any other backend."""
+    if not isinstance(cache, django_redis.RedisCache):
+        return None
+    return cache._cache.get_client(None, write=True)

@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     # The Django cache that holds throttles, replay records, revocation marks and the
     # keystore's version stamp. It must be shared by every process (Redis in production).
     "CACHE_ALIAS": "default",
+    # With a Redis cache: revocation marks are also published, and each process keeps those
+    # it was told of, so verifying an access token reads Redis only for a mark it cannot
+    # answer from that feed (django_tokens.revocation_feed).
+    "REVOCATION_FEED": True,
     # How long a process trusts its loaded keystore before checking the shared version stamp.
     "KEYSTORE_CHECK_INTERVAL": 5,
     "JWKS_MAX_AGE": 300,

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.cache import caches
 from django.db import router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_tokens import audit, keystore
+from django_tokens import audit, keystore, revocation_feed
 from django_tokens.conf import max_token_lifetime, token_settings
 from django_tokens.crypto import digest, random_token
 from django_tokens.models import ApiKey, RefreshToken, Session
@@ -254,8 +253,9 @@ def set_marks(session_ids: Iterable[str], *, now: datetime) -> None:
     values = {_mark_key(sid): int(now.timestamp()) for sid in session_ids}
     if not values:
         return
+    timeout = max_token_lifetime()
     try:
-        caches[token_settings.CACHE_ALIAS].set_many(values, timeout=max_token_lifetime())
+        revocation_feed.write_marks({key: (value, timeout) for key, value in values.items()})
     except Exception as exc:
         logger.error(
             "Could not write %d revocation mark(s): access tokens already issued stay valid "
@@ -284,12 +284,13 @@ def set_token_marks(expiries: Mapping[str, datetime], *, now: datetime) -> None:
     user) marks the token so that resource servers refuse it without a query.
     """
     leeway = int(token_settings.LEEWAY)
-    cache = caches[token_settings.CACHE_ALIAS]
+    marks = {}
+    for checksum, expires in expiries.items():
+        remaining = int((expires - now).total_seconds()) + leeway + 1
+        if remaining > 0:
+            marks[_token_mark_key(checksum)] = (int(now.timestamp()), remaining)
     try:
-        for checksum, expires in expiries.items():
-            remaining = int((expires - now).total_seconds()) + leeway + 1
-            if remaining > 0:
-                cache.set(_token_mark_key(checksum), int(now.timestamp()), timeout=remaining)
+        revocation_feed.write_marks(marks)
     except Exception as exc:
         logger.error(
             "Could not write %d access-token revocation mark(s): those tokens stay valid for "
@@ -315,10 +316,7 @@ def is_revoked(claims: Mapping[str, Any], *, checksum: str | None = None) -> boo
     if not keys:
         return False
     try:
-        cache = caches[token_settings.CACHE_ALIAS]
-        if len(keys) == 1:
-            return cache.get(keys[0]) is not None
-        return bool(cache.get_many(keys))
+        return revocation_feed.is_revoked(keys)
     except Exception as exc:
         logger.warning("Revocation marks unreadable; verifying by signature only: %r", exc)
         return False

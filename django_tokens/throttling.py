@@ -16,14 +16,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 from rest_framework.settings import api_settings as drf_settings
 from rest_framework.throttling import BaseThrottle
 
+from django_tokens.cache import redis_client
 from django_tokens.conf import token_settings
 from django_tokens.errors import TemporarilyUnavailable, TooManyAttempts
 
@@ -94,14 +93,6 @@ return 0
 """
 
 
-def _redis_client(cache: Any) -> Any:
-    """The primary's client of Django's own Redis cache backend, or None for any other
-    backend (which is counted with ``add()``/``incr()``, atomic on each backend)."""
-    if not isinstance(cache, RedisCache):
-        return None
-    return cache._cache.get_client(None, write=True)
-
-
 def _window(now: float) -> tuple[int, int]:
     size = token_settings.THROTTLE_WINDOW
     start = int(now) // size * size
@@ -116,7 +107,7 @@ def _count(buckets: Sequence[Bucket], now: float) -> list[tuple[Bucket, int]]:
     enabled = [bucket for bucket in buckets if bucket.limit > 0]
     counts = []
     try:
-        redis = _redis_client(cache)
+        redis = redis_client(cache)
         if redis is not None and enabled:
             keys = [cache.make_and_validate_key(bucket.key(start)) for bucket in enabled]
             raised = redis.eval(_COUNT_SCRIPT, len(keys), *keys, timeout)
@@ -149,7 +140,7 @@ def _forget(buckets: Sequence[Bucket], now: float) -> None:
     cache = caches[token_settings.CACHE_ALIAS]
     enabled = [(index, bucket) for index, bucket in enumerate(buckets) if bucket.limit > 0]
     try:
-        redis = _redis_client(cache)
+        redis = redis_client(cache)
     except Exception as exc:
         logger.warning("Could not update a failure counter: %r", exc)
         return

@@ -11,7 +11,7 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 
-from django_tokens import keystore
+from django_tokens import keystore, revocation_feed
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
 ON_REDIS = bool(os.environ.get("REDIS_URL"))
@@ -45,8 +45,10 @@ def _fresh_state() -> Iterator[None]:
     """Each test starts with an empty cache and no keys loaded in this process."""
     clear_cache()
     keystore.reset()
+    revocation_feed.reset()
     yield
     keystore.reset()
+    revocation_feed.reset()
 
 
 @pytest.fixture

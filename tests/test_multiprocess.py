@@ -195,6 +195,9 @@ def test_revocation_is_honoured_at_once_by_every_process(
     kept = obtain(b, password_credentials)
     seen_by_b = b.me(revoked["access_token"])
     assert seen_by_b.status_code == 200, seen_by_b.text
+    # Each process has now read the session's mark absent, and keeps that answer while its
+    # revocation feed is live.
+    assert a.me(revoked["access_token"]).status_code == 200
 
     assert sessions.revoke_session(seen_by_b.json()["session"])
 
