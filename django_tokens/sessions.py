@@ -135,12 +135,16 @@ def rotate(
     token_hash = digest(raw_token)
     _load_signing_key()
     reused: Session | None = None
+    # Only what the service's tokens need is joined: each further table costs the query's
+    # planning on every refresh. A session with no API key reads ``api_key`` as None without
+    # a query.
+    related = ["session", "session__user"]
+    if service == Session.Service.API_KEY:
+        related += ["session__user__token_metadata", "session__api_key"]
     with transaction.atomic(using=router.db_for_write(RefreshToken)):
         try:
             member = (
-                RefreshToken.objects.select_related(
-                    "session", "session__user", "session__user__token_metadata", "session__api_key"
-                )
+                RefreshToken.objects.select_related(*related)
                 .select_for_update(of=("session",))
                 .get(token_hash=token_hash)
             )

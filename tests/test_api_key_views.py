@@ -1289,3 +1289,51 @@ def test_get_on_the_token_endpoints_is_405_json(client: Client, path: str) -> No
     allowed = {name.strip() for name in response["Allow"].split(",")}
     assert "POST" in allowed
     assert "GET" not in allowed
+
+
+@pytest.mark.redis
+def test_on_redis_the_replay_record_and_the_stamp_take_one_round_trip(
+    client: Client, api_key: IssuedSecret
+) -> None:
+    """The assertion's record and the stamp of when the records began are written by one
+    script; both read back through the cache API, the record with the assertion's lifetime."""
+    import redis as redis_py
+    from django.core.cache import caches
+
+    from django_tokens.conf import token_settings
+    from django_tokens.crypto import digest
+    from django_tokens.services.api_key import RECORDS_SINCE_KEY, REPLAY_PREFIX
+
+    cache = caches[token_settings.CACHE_ALIAS]
+    assert_keycloak_response(exchange(client, sign_assertion(api_key)))  # the keystore loaded
+    cache.delete(RECORDS_SINCE_KEY)
+    # A key that opened no session before the records began: its assertion is accepted.
+    api_key = api_keys.issue(api_key.api_key.owner, name="fresh")
+    jti = uuid.uuid4().hex
+    token = sign_assertion(api_key, jti=jti)
+    sent: list[str] = []
+    original = redis_py.Redis.execute_command
+
+    def counted(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return original(self, *args, **options)
+
+    before = int(time.time() * 1000)
+    redis_py.Redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        response = exchange(client, token)
+    finally:
+        redis_py.Redis.execute_command = original  # type: ignore[method-assign]
+
+    assert_keycloak_response(response)
+    # The key's failure throttle (count, then forget) and the replay record.
+    assert sent == ["EVAL", "EVAL", "EVAL"], sent
+    since = cache.get(RECORDS_SINCE_KEY)
+    assert isinstance(since, int)
+    assert before <= since <= int(time.time() * 1000)
+    record = f"{REPLAY_PREFIX}:{digest(api_key.api_key.key_id)[:32]}:{digest(jti)}"
+    assert cache.get(record) == 1
+    ttl = cache._cache.get_client(None).ttl(cache.make_and_validate_key(record))
+    assert 0 < ttl <= 60 + token_settings.LEEWAY + 1
+    assert cache._cache.get_client(None).ttl(cache.make_and_validate_key(RECORDS_SINCE_KEY)) == -1
+    assert exchange(client, token).json() == CREDENTIALS_REFUSED

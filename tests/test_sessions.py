@@ -109,6 +109,31 @@ def test_rotate_returns_a_new_token_in_the_same_session(user, now):
     assert sessions.rotate(rotated.refresh_token, service=PASSWORD, now=later + seconds(60))
 
 
+def test_rotate_reads_and_locks_the_family_in_one_query_joining_only_what_it_needs(user, now):
+    """A password session's rotation joins its user alone; an API-key session's also joins
+    the key and the user's metadata, which its tokens read: one SELECT either way."""
+    from django_tokens import api_keys
+
+    key = api_keys.issue(user, name="rotation").api_key
+    for service, api_key, joined in (
+        (PASSWORD, None, False),
+        (Session.Service.API_KEY, key, True),
+    ):
+        first = sessions.start(user, service=service, api_key=api_key, now=now)
+        with CaptureQueriesContext(connection) as captured:
+            refreshed = sessions.rotate(
+                first.refresh_token,
+                service=service,
+                now=now + seconds(1),
+                then=lambda r: (r.session.api_key, r.session.user.pk),
+            )
+        assert refreshed == (api_key, user.pk)
+        selects = [q["sql"] for q in captured if q["sql"].startswith("SELECT")]
+        assert len(selects) == 1, selects
+        assert ("django_tokens_apikey" in selects[0]) is joined
+        assert ("django_tokens_usermetadata" in selects[0]) is joined
+
+
 def test_reuse_after_the_grace_window_revokes_the_session(user, now):
     issued = sessions.start(user, service=PASSWORD, now=now)
     rotated = sessions.rotate(issued.refresh_token, service=PASSWORD, now=now)

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_tokens import api_keys, jws, keystore, sessions, throttling
+from django_tokens.cache import redis_client
 from django_tokens.conf import token_settings
 from django_tokens.crypto import DecryptionError, digest
 from django_tokens.errors import (
@@ -218,9 +219,7 @@ def _accept_once(
     timeout = max(1, int(expires_at - now.timestamp()) + token_settings.LEEWAY)
     record = f"{REPLAY_PREFIX}:{digest(key_id)[:32]}:{digest(jti)}"
     try:
-        cache = caches[token_settings.CACHE_ALIAS]
-        since = _records_since(cache, now)
-        first_time = cache.add(record, 1, timeout=timeout)
+        since, first_time = _record_once(caches[token_settings.CACHE_ALIAS], record, timeout, now)
     except Exception as exc:
         logger.error("Assertion replay store unreachable; refusing the assertion: %r", exc)
         raise TemporarilyUnavailable() from exc
@@ -237,6 +236,34 @@ def _accept_once(
         )
         raise _refused()
     return max(now, began)
+
+
+#: On Redis, the stamp of :func:`_records_since` and the record of the assertion in one round
+#: trip. The values are stored as Django's Redis serializer stores integers (their digits),
+#: so the cache API reads them back.
+_RECORD_ONCE_SCRIPT = """
+local since = redis.call('GET', KEYS[1])
+if not since then
+    redis.call('SET', KEYS[1], ARGV[1])
+    since = ARGV[1]
+end
+local first = redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[2])
+if first then return {since, 1} end
+return {since, 0}
+"""
+
+
+def _record_once(cache: Any, record: str, timeout: int, now: datetime) -> tuple[int, bool]:
+    """When the records began (:func:`_records_since`), and whether ``record`` was new."""
+    redis = redis_client(cache)
+    if redis is None:
+        since = _records_since(cache, now)
+        return since, bool(cache.add(record, 1, timeout=timeout))
+    keys = [cache.make_and_validate_key(RECORDS_SINCE_KEY), cache.make_and_validate_key(record)]
+    since, first_time = redis.eval(
+        _RECORD_ONCE_SCRIPT, len(keys), *keys, int(now.timestamp() * 1000), timeout
+    )
+    return int(since), first_time == 1
 
 
 def _records_since(cache: Any, now: datetime) -> int:
