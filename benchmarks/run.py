@@ -1163,7 +1163,8 @@ def machine(database: str, cache: str | None, workers: int, args: argparse.Names
     commit = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            # "-dirty" when tracked files differ from the commit: the figures are not its own.
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],  # noqa: S607
             cwd=ROOT,
             capture_output=True,
             text=True,

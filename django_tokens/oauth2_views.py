@@ -179,12 +179,14 @@ class TokenView(dot_views.TokenView):
     def authorization_flow_token_response(
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponse:
-        """DOT's, except that the ``app_authorized`` signal is skipped, not a 500, when the
-        token was superseded between its commit and the signal's lookup (a concurrent retry
-        of the same refresh token, see :class:`KeystoreOAuth2Validator`). (DOT marks its own
-        ``client_secret`` and ``password`` sensitive here; this marks every credential.)"""
+        """DOT's, except for the ``app_authorized`` signal: the token is looked up for it only
+        when a receiver listens (DOT reads it back for every token, a query that nothing
+        else uses), and the signal is skipped, not a 500, when the token was superseded
+        between its commit and that lookup (a concurrent retry of the same refresh token,
+        see :class:`KeystoreOAuth2Validator`). (DOT marks its own ``client_secret`` and
+        ``password`` sensitive here; this marks every credential.)"""
         _url, headers, body, status = self.create_token_response(request)
-        if status == 200:
+        if status == 200 and app_authorized.has_listeners(self):
             access_token = json.loads(body).get("access_token")
             if access_token is not None:
                 token = (

@@ -22,8 +22,11 @@ import pytest
 import requests
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import AccessToken, Application
+from oauth2_provider.signals import app_authorized
 from oauthlib.oauth2 import BackendApplicationClient
 from requests_oauthlib import OAuth2Session
 
@@ -299,6 +302,54 @@ def test_api_me_answers_a_client_token_without_a_database_query(
 
     assert response.status_code == 200, response.content
     assert response.json() == {"client_id": service_client.client_id, "scope": ["profile", "read"]}
+
+
+def _access_token_reads(queries: CaptureQueriesContext) -> list[str]:
+    table = AccessToken._meta.db_table
+    return [
+        query["sql"]
+        for query in queries.captured_queries
+        if query["sql"].lstrip().upper().startswith("SELECT") and f'"{table}"' in query["sql"]
+    ]
+
+
+@pytest.mark.django_db
+def test_the_issued_token_is_not_read_back_when_nobody_listens_to_app_authorized(
+    client: Client, service_client: OAuthClient
+) -> None:
+    """django-oauth-toolkit reads every token it issued back from its table, only to send
+    ``app_authorized`` with it; with no receiver that query is skipped."""
+    token_body(client_credentials(client, service_client))  # keys and client warm
+
+    with CaptureQueriesContext(connection) as queries:
+        token_body(client_credentials(client, service_client))
+
+    assert _access_token_reads(queries) == []
+    assert AccessToken.objects.filter(application=service_client.application).count() == 2
+
+
+@pytest.mark.django_db
+def test_app_authorized_receivers_get_the_token_just_issued(
+    client: Client, service_client: OAuthClient
+) -> None:
+    received: list[tuple[Any, AccessToken]] = []
+
+    def receiver(sender: Any, request: Any, token: AccessToken, **kwargs: Any) -> None:
+        received.append((request, token))
+
+    app_authorized.connect(receiver)
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            body = token_body(client_credentials(client, service_client))
+    finally:
+        app_authorized.disconnect(receiver)
+
+    ((request, token),) = received
+    assert request.method == "POST"
+    assert token.token_checksum == hashlib.sha256(body["access_token"].encode()).hexdigest()
+    assert token.application == service_client.application
+    assert token.scope == "read"
+    assert len(_access_token_reads(queries)) == 1
 
 
 # -- scopes -------------------------------------------------------------------------------
