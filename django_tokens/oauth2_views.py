@@ -98,6 +98,10 @@ def _basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+def _invalid_client() -> JsonResponse:
+    return oauth2_error("invalid_client", "Invalid client", status=401)
+
+
 def _refuse_malformed_parameters(request: HttpRequest) -> JsonResponse | None:
     """The answer to a request whose parameters cannot be taken as they are, else None.
 
@@ -111,16 +115,15 @@ def _refuse_malformed_parameters(request: HttpRequest) -> JsonResponse | None:
     for name, values in request.POST.lists():
         if len(values) > 1:
             return oauth2_error("invalid_request", f"The '{name}' parameter is repeated.")
-    invalid_client = oauth2_error("invalid_client", "Invalid client", status=401)
     try:
         basic = _basic_credentials(request)
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return invalid_client
+        return _invalid_client()
     named = request.POST.get("client_id")
     if basic is not None and (named not in (None, "", basic[0]) or "\x00" in "".join(basic)):
-        return invalid_client
+        return _invalid_client()
     if "\x00" in (named or "") + request.POST.get("client_secret", ""):
-        return invalid_client
+        return _invalid_client()
     if _holds_nul(request.POST) or _holds_nul(request.GET):
         return oauth2_error("invalid_request", "A parameter holds a NUL character.")
     return None
