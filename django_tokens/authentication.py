@@ -198,8 +198,15 @@ class JWTAuthentication(simplejwt_authentication.JWTAuthentication):
         return sessions.is_revoked(token, checksum=checksum)
 
     def get_user(self, validated_token: VerifiedToken) -> TokenUser:  # type: ignore[override]
+        """A client's own token has ``sub`` equal to ``client_id`` and names no user; a
+        user's token names its user (``preferred_username``) even when the user's id and a
+        hand-set client id are the same string."""
         client_id = validated_token.get("client_id")
-        if client_id is not None and validated_token.get("sub") == client_id:
+        if (
+            client_id is not None
+            and validated_token.get("sub") == client_id
+            and "preferred_username" not in validated_token
+        ):
             return ClientTokenUser(validated_token)
         return TokenUser(validated_token)
 

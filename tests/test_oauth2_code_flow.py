@@ -526,6 +526,29 @@ def test_code_flow_with_pkce_issues_the_seed_token_keys(
 
 
 @pytest.mark.django_db
+def test_a_users_token_stays_the_users_when_the_client_id_equals_the_users_id(
+    user: Any, public_client: WebClient
+) -> None:
+    """A hand-set client id can be the string of a user's primary key. The token that user
+    obtains through that client has ``sub`` equal to ``client_id``, as a client's own token
+    has; it names the user (``preferred_username``), so it stays the user's."""
+    application = public_client.application
+    application.client_id = str(user.pk)
+    application.save()
+    web = WebClient(application, None, public_client.redirect_uri)
+
+    body = obtain_tokens(signed_in_browser(user), web, scope="profile read")
+
+    claims = verify_access_token(body["access_token"], served_jwks(Client()), issuer=ISSUER)
+    assert claims["sub"] == claims["client_id"] == str(user.pk)
+    response = me(Client(), body["access_token"])
+    assert response.status_code == 200, response.content
+    assert response.json()["id"] == user.pk
+    assert response.json()["username"] == USERNAME
+    assert response.json()["client_id"] == str(user.pk)
+
+
+@pytest.mark.django_db
 def test_id_token_is_stored_with_the_access_token_it_came_with(
     user: Any, public_client: WebClient
 ) -> None:
